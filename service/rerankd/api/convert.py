@@ -1,0 +1,114 @@
+"""Protobuf <-> domain conversions for the gRPC front door (nothing else lives here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from google.protobuf import json_format
+
+from rerankd.domain import Attempt, Document, Ranked, RerankQuery, Scored, TraceContext, Truncation, Usage
+from rerankd.router import ModelEntry
+from rerankd.v1 import rerank_pb2 as pb
+
+_TRUNCATION = {
+    pb.TRUNCATION_UNSPECIFIED: Truncation.END,
+    pb.TRUNCATION_END: Truncation.END,
+    pb.TRUNCATION_NONE: Truncation.NONE,
+}
+
+
+def to_query(
+    request: pb.RerankRequest, *, trace: TraceContext, request_id: str, metadata: Mapping[str, str]
+) -> RerankQuery:
+    return RerankQuery(
+        model=request.model,
+        query=request.query,
+        documents=[Document(text=d.text, id=d.id, fields=dict(d.fields)) for d in request.documents],
+        top_n=request.top_n or None,
+        return_documents=request.return_documents,
+        rank_fields=tuple(request.rank_fields),
+        truncation=_TRUNCATION.get(request.truncation, Truncation.END),
+        max_tokens_per_doc=request.max_tokens_per_doc or None,
+        parameters=json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {},
+        trace=trace,
+        metadata={**metadata, **request.metadata},
+        request_id=request_id,
+    )
+
+
+def trace_message(trace: TraceContext) -> pb.TraceContext:
+    return pb.TraceContext(
+        trace_id=trace.trace_id,
+        span_id=trace.span_id,
+        parent_span_id=trace.parent_span_id,
+        span_name=trace.span_name,
+        tracestate=trace.tracestate,
+    )
+
+
+def result_messages(
+    scores: Sequence[Scored], request: pb.RerankRequest, return_documents: bool
+) -> list[pb.RerankResult]:
+    results = []
+    for item in scores:
+        result = pb.RerankResult(index=item.index, relevance_score=item.score)
+        if return_documents:
+            result.document.CopyFrom(request.documents[item.index])
+        results.append(result)
+    return results
+
+
+def usage_message(usage: Usage) -> pb.Usage:
+    return pb.Usage(
+        search_units=usage.search_units,
+        rerank_units=usage.rerank_units,
+        total_tokens=usage.total_tokens,
+        documents=usage.documents,
+    )
+
+
+def attempt_messages(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
+    return [
+        pb.Attempt(
+            provider=a.provider,
+            model=a.model,
+            outcome=a.outcome,
+            duration_ms=a.duration_ms,
+            attempt=a.attempt,
+            message=a.message,
+        )
+        for a in attempts
+    ]
+
+
+def response_message(
+    ranked: Ranked, request: pb.RerankRequest, *, request_id: str, trace: TraceContext
+) -> pb.RerankResponse:
+    return pb.RerankResponse(
+        id=request_id,
+        model=ranked.model,
+        provider=ranked.provider,
+        results=result_messages(ranked.results, request, request.return_documents),
+        usage=usage_message(ranked.usage),
+        trace=trace_message(trace),
+        attempts=attempt_messages(ranked.attempts),
+    )
+
+
+def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
+    models = []
+    for entry in entries:
+        targets = []
+        for target in entry.targets:
+            limit = target.provider.capabilities(target.model).max_documents
+            targets.append(
+                pb.ModelTarget(
+                    provider=target.provider.name,
+                    kind=target.provider.kind,
+                    model=target.model,
+                    weight=target.weight,
+                    max_documents=limit or 0,
+                )
+            )
+        models.append(pb.ModelInfo(name=entry.name, alias=entry.alias, targets=targets))
+    return pb.ListModelsResponse(models=models)

@@ -1,0 +1,277 @@
+"""The gRPC servicer: validate, convert proto <-> domain, call the router; unary, stream, batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from rerankd import errors, tracing
+from rerankd.api import convert
+from rerankd.config import Settings
+from rerankd.domain import Ranked, TraceContext
+from rerankd.router import Router
+from rerankd.v1 import rerank_pb2 as pb
+from rerankd.v1 import rerank_pb2_grpc as pb_grpc
+from rerankd.validation import validate
+
+_LOG = logging.getLogger("rerankd.api")
+_ACCESS = logging.getLogger("rerankd.access")
+_STREAM_MESSAGE_BYTES = 256 * 1024  # results per stream message are packed up to about this size
+_BATCH_PARALLELISM = 16
+
+
+@dataclass(slots=True)
+class _Served:
+    ranked: Ranked
+    request_id: str
+    trace: TraceContext
+
+
+class RerankServicer(pb_grpc.RerankServiceServicer):
+    """RerankService over a Router."""
+
+    def __init__(self, router: Router, settings: Settings) -> None:
+        self.router = router
+        self.settings = settings
+
+    async def _serve(
+        self,
+        request: pb.RerankRequest,
+        metadata: Mapping[str, str],
+        time_remaining: float | None,
+        ids: tuple[str, TraceContext],
+    ) -> _Served:
+        request_id, trace = ids
+        query = convert.to_query(request, trace=trace, request_id=request_id, metadata={})
+        validate(query)
+        budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
+        deadline = time.monotonic() + budget
+        ranked = await self.router.rerank(
+            query, deadline=deadline, headers=tracing.outbound_headers(trace, request_id)
+        )
+        return _Served(ranked, request_id, trace)
+
+    @staticmethod
+    def _ids(request: pb.RerankRequest, metadata: Mapping[str, str]) -> tuple[str, TraceContext]:
+        request_id = tracing.request_id(request.request_id, metadata)
+        caller = tracing.incoming(_trace_from(request.trace), metadata)
+        return request_id, tracing.server_trace(caller)
+
+    async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
+        metadata = _metadata(context.invocation_metadata())
+        ids = self._ids(request, metadata)
+        await context.send_initial_metadata(_id_metadata(*ids))
+        started = time.perf_counter()
+        served = await self._guard(
+            context,
+            "Rerank",
+            request,
+            ids,
+            started,
+            self._serve(request, metadata, context.time_remaining(), ids),
+        )
+        context.set_trailing_metadata(_trailing(served))
+        self._access("Rerank", request, served.request_id, served.trace, started, "OK", served.ranked)
+        return convert.response_message(
+            served.ranked, request, request_id=served.request_id, trace=served.trace
+        )
+
+    async def RerankStream(
+        self, request: pb.RerankStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RerankStreamResponse]:
+        inner = request.request
+        metadata = _metadata(context.invocation_metadata())
+        ids = self._ids(inner, metadata)
+        await context.send_initial_metadata(_id_metadata(*ids))
+        started = time.perf_counter()
+        served = await self._guard(
+            context,
+            "RerankStream",
+            inner,
+            ids,
+            started,
+            self._serve(inner, metadata, context.time_remaining(), ids),
+        )
+        ranked = served.ranked
+        yield pb.RerankStreamResponse(
+            header=pb.RerankStreamHeader(
+                id=served.request_id,
+                model=ranked.model,
+                provider=ranked.provider,
+                trace=convert.trace_message(served.trace),
+                total_results=len(ranked.results),
+            )
+        )
+        results = convert.result_messages(ranked.results, inner, inner.return_documents)
+        for first_rank, chunk in _pack(results, request.results_per_message):
+            yield pb.RerankStreamResponse(
+                results=pb.RerankStreamResults(results=chunk, first_rank=first_rank)
+            )
+        yield pb.RerankStreamResponse(
+            summary=pb.RerankStreamSummary(
+                usage=convert.usage_message(ranked.usage), attempts=convert.attempt_messages(ranked.attempts)
+            )
+        )
+        context.set_trailing_metadata(_trailing(served))
+        self._access("RerankStream", inner, served.request_id, served.trace, started, "OK", ranked)
+
+    async def RerankBatch(
+        self, request_iterator: AsyncIterator[pb.RerankBatchRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RerankBatchResponse]:
+        metadata = _metadata(context.invocation_metadata())
+        remaining = context.time_remaining()
+        out: asyncio.Queue[pb.RerankBatchResponse | None] = asyncio.Queue()
+        gate = asyncio.Semaphore(_BATCH_PARALLELISM)
+
+        async def one(request: pb.RerankRequest) -> None:
+            ids = self._ids(request, metadata)
+            started = time.perf_counter()
+            try:
+                left = (
+                    None if remaining is None else max(remaining - (time.monotonic() - stream_started), 0.0)
+                )
+                served = await self._serve(request, metadata, left, ids)
+                message = convert.response_message(served.ranked, request, request_id=ids[0], trace=ids[1])
+                await out.put(pb.RerankBatchResponse(request_id=ids[0], response=message))
+                self._access("RerankBatch", request, ids[0], ids[1], started, "OK", served.ranked)
+            except errors.RerankError as exc:
+                await out.put(_batch_error(ids[0], exc))
+                self._access("RerankBatch", request, ids[0], ids[1], started, exc.code.name, None)
+            except Exception:
+                _LOG.exception("unexpected error (request id %s)", ids[0])
+                await out.put(_batch_error(ids[0], errors.internal_for(ids[0])))
+            finally:
+                gate.release()
+
+        async def read() -> None:
+            async with asyncio.TaskGroup() as group:
+                async for item in request_iterator:
+                    await gate.acquire()
+                    group.create_task(one(item.request))
+            await out.put(None)
+
+        stream_started = time.monotonic()
+        reader = asyncio.create_task(read())
+        try:
+            while (message := await out.get()) is not None:
+                yield message
+            await reader
+        finally:
+            reader.cancel()
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return convert.model_messages(self.router.entries())
+
+    async def _guard(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        request: pb.RerankRequest,
+        ids: tuple[str, TraceContext],
+        started: float,
+        work: object,
+    ) -> _Served:
+        """Await `work`; report taxonomy errors with their status and anything else as INTERNAL."""
+        request_id, trace = ids
+        try:
+            return await work  # type: ignore[misc, no-any-return]
+        except errors.RerankError as exc:
+            self._access(method, request, request_id, trace, started, exc.code.name, None)
+            await context.abort_with_status(errors.to_status(exc, request_id))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            self._access(method, request, request_id, trace, started, "CANCELLED", None)
+            raise
+        except Exception:
+            _LOG.exception("unexpected error in %s (request id %s)", method, request_id)
+            self._access(method, request, request_id, trace, started, "INTERNAL", None)
+            await context.abort_with_status(errors.to_status(errors.internal_for(request_id), request_id))
+        raise AssertionError("unreachable: abort_with_status raises")
+
+    @staticmethod
+    def _access(
+        method: str,
+        request: pb.RerankRequest,
+        request_id: str,
+        trace: TraceContext,
+        started: float,
+        status: str,
+        ranked: Ranked | None,
+    ) -> None:
+        if not _ACCESS.isEnabledFor(logging.INFO):
+            return
+        _ACCESS.info(
+            "call",
+            extra={
+                "access": {
+                    "method": method,
+                    "status": status,
+                    "request_id": request_id,
+                    "trace_id": trace.trace_id,
+                    "model": request.model or "default",
+                    "provider": ranked.provider if ranked else "",
+                    "documents": len(request.documents),
+                    "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+                }
+            },
+        )
+
+
+def _trace_from(message: pb.TraceContext) -> TraceContext:
+    return TraceContext(
+        trace_id=message.trace_id,
+        span_id=message.span_id,
+        parent_span_id=message.parent_span_id,
+        span_name=message.span_name,
+        tracestate=message.tracestate,
+    )
+
+
+def _metadata(pairs: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    return {key.lower(): value for key, value in (pairs or ()) if isinstance(value, str)}
+
+
+def _id_metadata(request_id: str, trace: TraceContext) -> tuple[tuple[str, str], ...]:
+    return (("x-request-id", request_id), ("x-trace-id", trace.trace_id), ("x-span-id", trace.span_id))
+
+
+def _trailing(served: _Served) -> tuple[tuple[str, str], ...]:
+    return (
+        ("x-request-id", served.request_id),
+        ("x-trace-id", served.trace.trace_id),
+        ("x-provider", served.ranked.provider),
+        ("x-attempts", str(len(served.ranked.attempts))),
+    )
+
+
+def _pack(results: list[pb.RerankResult], per_message: int) -> Iterable[tuple[int, list[pb.RerankResult]]]:
+    """Slices of `results` holding at most `per_message` results and about 256 KiB each."""
+    chunk: list[pb.RerankResult] = []
+    size = 0
+    first = 0
+    for rank, result in enumerate(results):
+        item = result.ByteSize() + 8
+        if chunk and (size + item > _STREAM_MESSAGE_BYTES or (per_message and len(chunk) >= per_message)):
+            yield first, chunk
+            chunk, size, first = [], 0, rank
+        chunk.append(result)
+        size += item
+    if chunk:
+        yield first, chunk
+
+
+def _batch_error(request_id: str, exc: errors.RerankError) -> pb.RerankBatchResponse:
+    return pb.RerankBatchResponse(
+        request_id=request_id,
+        error=pb.RerankError(
+            code=errors.code_number(exc.code),
+            message=errors.scrub(exc.message),
+            fields=[field for field, _ in exc.field_violations],
+        ),
+    )

@@ -1,0 +1,161 @@
+"""Settings: every value from CLI flags, `RERANKD_*` env vars, an optional YAML file, or defaults.
+
+Precedence, highest first: CLI flags, environment variables, the YAML file named by
+`--config` / `RERANKD_CONFIG`, built-in defaults. With no file at all the server runs the embedded
+local model as provider `local`, reachable by its model name and by the alias `default`.
+
+YAML shape (every key optional):
+
+    providers:
+      cohere:                      # instance name; used in routes and in responses
+        kind: cohere               # provider module (see rerankd.providers.REGISTRY)
+        api_key_env: RERANKD_COHERE_API_KEY
+        base_url: https://api.cohere.com
+        models: [rerank-v3.5]
+    routes:
+      default:                     # alias a request names in RerankRequest.model
+        targets:
+          - {provider: cohere, model: rerank-v3.5}
+          - {provider: local}      # fallback
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+LOCAL_PROVIDER = "local"
+DEFAULT_ALIAS = "default"
+
+
+class ProviderConfig(BaseModel):
+    """One provider instance. Keys come from an env var or a file, never from a request."""
+
+    kind: str
+    base_url: str | None = Field(None, description="Override the provider's API base URL.")
+    api_key: SecretStr | None = Field(None, description="Inline key (prefer api_key_env/api_key_file).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the key.")
+    api_key_file: Path | None = Field(None, description="File holding the key (e.g. a mounted Secret).")
+    timeout_s: float = Field(30.0, gt=0, description="Most time one provider call may take.")
+    max_concurrency: int = Field(64, ge=1, description="Most calls in flight to this provider.")
+    models: list[str] = Field(default_factory=list, description="Models served under their own names.")
+    forward_metadata: list[str] = Field(
+        default_factory=list, description="Caller metadata keys forwarded to this provider ('*' = all)."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific options.")
+
+    model_config = {"extra": "forbid"}
+
+    def resolve_api_key(self) -> SecretStr | None:
+        """The key from api_key, api_key_env or api_key_file, in that order; None if none is set."""
+        if self.api_key is not None:
+            return self.api_key
+        if self.api_key_env and os.environ.get(self.api_key_env):
+            return SecretStr(os.environ[self.api_key_env].strip())
+        if self.api_key_file is not None and self.api_key_file.is_file():
+            return SecretStr(self.api_key_file.read_text().strip())
+        return None
+
+
+class TargetConfig(BaseModel):
+    """One provider model behind a route alias."""
+
+    provider: str
+    model: str = Field("", description="Provider model; empty = the provider's first model.")
+    weight: int = Field(1, ge=0, description="Share of traffic among targets of equal priority.")
+    priority: int = Field(0, ge=0, description="Lower is tried first; higher ones are fallbacks.")
+
+    model_config = {"extra": "forbid"}
+
+
+class RouteConfig(BaseModel):
+    """A model alias: targets tried in priority order, weighted within a priority."""
+
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    model_config = {"extra": "forbid"}
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field is also an env var: RERANKD_<FIELD NAME IN CAPITALS>."""
+
+    model_config = SettingsConfigDict(env_prefix="RERANKD_", extra="forbid", env_nested_delimiter="__")
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a pod).")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    bind: list[str] = Field(
+        default_factory=list,
+        description="Extra listen addresses, e.g. unix:///sock/rerankd.sock (comma-separated in env).",
+    )
+    grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
+    max_receive_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC receive limit.")
+    max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send limit.")
+    default_deadline_s: float = Field(
+        60.0, gt=0, description="Budget for a call whose caller set no gRPC deadline."
+    )
+    max_concurrent_rpcs: int = Field(1024, ge=1, description="Calls in flight before RESOURCE_EXHAUSTED.")
+    log_level: str = Field("INFO", description="Python log level.")
+    model_dir: Path | None = Field(
+        None, description="Embedded model directory (model.onnx + tokenizer.json); default: bundled."
+    )
+    local_model_name: str = Field(
+        "ms-marco-MiniLM-L-12-v2", description="Name the embedded model answers to."
+    )
+    local_enabled: bool = Field(True, description="Load the embedded model as provider 'local'.")
+    local_max_length: int = Field(512, ge=16, le=8192, description="Max tokens of a query + document pair.")
+    local_threads: int = Field(0, ge=0, description="Scoring threads; 0 = one per CPU core.")
+    config: Path | None = Field(None, description="YAML file of providers and routes.")
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _split_bind(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path(init_settings)
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def listen_addresses(self) -> list[str]:
+        """Every address to bind: host:port (unless port is -1 style disabled) plus `bind`."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return [f"{host}:{self.port}", *self.bind]
+
+
+def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    explicit = init_settings().get("config")
+    raw = explicit if explicit is not None else os.environ.get("RERANKD_CONFIG")
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from overrides (CLI flags; None values ignored), env vars and the YAML file."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

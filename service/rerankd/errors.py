@@ -1,0 +1,191 @@
+"""The error taxonomy, and the one place each error becomes a gRPC status (and an HTTP status).
+
+    RerankError                 base; carries code, HTTP status, retryable, reason, details
+    ├── InvalidArgument         the request is wrong (field violations name the fields)
+    ├── NotFound                unknown model
+    ├── Unauthenticated         the caller's credentials are missing or wrong
+    ├── ResourceExhausted       over a limit or rate (ours or the provider's); RetryInfo
+    ├── Unavailable             provider 5xx, connection failure, breaker open, draining
+    ├── DeadlineExceeded        the caller's budget or an attempt's timeout ran out
+    ├── ProviderMisconfigured   the provider refused *our* key or setup (caller cannot fix it)
+    └── Internal                our bug or an answer we cannot parse
+
+Messages are scrubbed of anything that looks like a credential before they leave the process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "rerankd"
+
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)((?:api[-_]?key|token|secret|password|authorization)[\"'\s:=]+)[^\s\"',;]{6,}"),
+    re.compile(r"\b(sk|pk|rk|pcsk|jina|pa|al)[-_][A-Za-z0-9_-]{12,}\b"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+]
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove known secret values and credential-looking substrings from `text`."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
+    return text
+
+
+class RerankError(Exception):
+    """Base of every error the service reports to callers."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+    retryable: bool = False
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field_violations: Sequence[tuple[str, str]] = (),
+        retry_after: float | None = None,
+        provider: str = "",
+        reason: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field_violations = list(field_violations)
+        self.retry_after = retry_after
+        self.provider = provider
+        if reason is not None:
+            self.reason = reason
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(RerankError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+    reason = "INVALID_ARGUMENT"
+
+
+class NotFound(RerankError):
+    code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    reason = "MODEL_NOT_FOUND"
+
+
+class Unauthenticated(RerankError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(RerankError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+    retryable = True
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(RerankError):
+    code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    retryable = True
+    reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(RerankError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+    retryable = True
+    reason = "DEADLINE_EXCEEDED"
+
+
+class ProviderMisconfigured(RerankError):
+    """The provider refused our credentials or configuration: an operator must act."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 502
+    reason = "PROVIDER_AUTH"
+
+
+class Internal(RerankError):
+    code = grpc.StatusCode.INTERNAL
+    http_status = 500
+    reason = "INTERNAL"
+
+
+def invalid(field: str, description: str) -> InvalidArgument:
+    """An INVALID_ARGUMENT about one request field; the message names the field."""
+    return InvalidArgument(f"{field}: {description}", field_violations=[(field, description)])
+
+
+def to_status(err: RerankError, request_id: str = "") -> grpc.Status:
+    """The grpc.Status (with google.rpc details) that reports `err` to a gRPC caller."""
+    details: list[any_pb2.Any] = []
+    if err.field_violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                for f, d in err.field_violations
+            ]
+        )
+        details.append(_pack(bad))
+    if err.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(max(err.retry_after, 0.0) * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    metadata = {"retryable": "true" if err.retryable else "false"}
+    if err.provider:
+        metadata["provider"] = err.provider
+    if request_id:
+        metadata["request_id"] = request_id
+    details.append(
+        _pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=metadata))
+    )
+    status = status_pb2.Status(code=err.code.value[0], message=scrub(err.message), details=details)
+    return rpc_status.to_status(status)
+
+
+def internal_for(request_id: str) -> Internal:
+    """The error reported for an unexpected exception: no internals, just the request id."""
+    return Internal(f"internal error (request id {request_id})")
+
+
+def code_number(code: grpc.StatusCode) -> int:
+    return int(code.value[0])
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+__all__ = [
+    "DeadlineExceeded",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "ProviderMisconfigured",
+    "RerankError",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "invalid",
+    "scrub",
+    "to_status",
+]

@@ -1,0 +1,1 @@
+"""The embedded cross-encoder: model files, tokenising, scoring and the `local` provider."""

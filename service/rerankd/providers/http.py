@@ -1,0 +1,232 @@
+"""The one shared outbound HTTP path: an `httpx.AsyncClient` plus a base for HTTP providers.
+
+An HTTP provider is three pure pieces: `build_request` (ProviderCall -> HttpRequest),
+`parse_response` (HTTP answer -> ProviderResult) and `error_message` (error body -> text). Transport
+failures and HTTP statuses become taxonomy errors here, in `map_http_status` and `HttpClient.send`,
+so every provider maps them the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from rerankd import errors
+from rerankd.config import ProviderConfig
+from rerankd.providers.base import Provider, ProviderCall, ProviderResult
+
+_USER_AGENT = "rerankd/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A fully built outbound request (body already encoded, so it can be signed)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """What came back: status, headers (lower-case names) and the raw body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def encode_json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Server-directed back-off from retry-after-ms, x-ms-retry-after-ms or Retry-After."""
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(float(value) / 1000.0, 0.0)
+            except ValueError:
+                pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    except ValueError:
+        pass
+    try:
+        import datetime as _dt
+
+        when = parsedate_to_datetime(value)
+        return max((when - _dt.datetime.now(_dt.UTC)).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def map_http_status(
+    provider: str, status: int, message: str, headers: Mapping[str, str]
+) -> errors.RerankError:
+    """One mapping of provider HTTP failures to the taxonomy, by who must act."""
+    text = f"{provider}: {message or f'HTTP {status}'}"
+    if status in (401, 403, 498):
+        return errors.ProviderMisconfigured(
+            f"{provider}: the provider refused rerankd's credentials (HTTP {status}): {message}",
+            provider=provider,
+        )
+    if status == 429:
+        return errors.ResourceExhausted(text, retry_after=retry_after_seconds(headers), provider=provider)
+    if status in (408, 504):
+        return errors.DeadlineExceeded(text, provider=provider)
+    if status == 404:
+        return errors.InvalidArgument(text, provider=provider, reason="PROVIDER_NOT_FOUND")
+    if 400 <= status < 500:
+        return errors.InvalidArgument(text, provider=provider, reason="PROVIDER_INVALID_ARGUMENT")
+    if status >= 500:
+        return errors.Unavailable(text, retry_after=retry_after_seconds(headers), provider=provider)
+    return errors.Internal(f"{provider}: unexpected HTTP {status}", provider=provider)
+
+
+class HttpClient:
+    """The process-wide outbound client. One connection pool for every provider."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            headers={"user-agent": _USER_AGENT},
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
+        """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
+        try:
+            response = await self._client.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TimeoutException as exc:
+            raise errors.DeadlineExceeded(
+                f"{provider}: timed out ({type(exc).__name__})", provider=provider
+            ) from None
+        except httpx.TransportError as exc:
+            raise errors.Unavailable(
+                f"{provider}: connection failed ({type(exc).__name__})", provider=provider
+            ) from None
+        return HttpReply(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.content,
+            elapsed_s=response.elapsed.total_seconds(),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class HttpProvider(Provider):
+    """Base of every HTTP provider: subclasses supply the three pure pieces."""
+
+    default_base_url: str = ""
+
+    def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
+        super().__init__(name)
+        self.config = config
+        self.http = http
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+        self._api_key: SecretStr | None = config.resolve_api_key()
+
+    @property
+    def api_key(self) -> str:
+        """The provider key; raises ProviderMisconfigured when none was configured."""
+        if self._api_key is None or not self._api_key.get_secret_value():
+            raise errors.ProviderMisconfigured(
+                f"{self.name}: no API key configured (set api_key_env or api_key_file)", provider=self.name
+            )
+        return self._api_key.get_secret_value()
+
+    @classmethod
+    def create(cls, name: str, config: ProviderConfig, ctx: Any) -> HttpProvider:
+        """Registry constructor (ctx is a providers.registry.ProviderContext)."""
+        return cls(name, config, ctx.http)
+
+    def models(self) -> list[str]:
+        return list(self.config.models)
+
+    @abc.abstractmethod
+    def build_request(self, call: ProviderCall) -> HttpRequest:
+        """The provider's wire request for `call` (pure: no I/O)."""
+
+    @abc.abstractmethod
+    def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
+        """Scores from a 2xx answer (pure). Raise errors.Internal when the body makes no sense."""
+
+    def error_message(self, reply: HttpReply) -> str:
+        """Human text from an error body; providers override for their own shape."""
+        try:
+            body = reply.json()
+        except ValueError:
+            return reply.body[:300].decode(errors="replace")
+        if isinstance(body, dict):
+            for key in ("message", "detail", "error"):
+                value = body.get(key)
+                if isinstance(value, dict):
+                    value = value.get("message")
+                if isinstance(value, str):
+                    return value
+        return str(body)[:300]
+
+    def map_error(self, reply: HttpReply) -> errors.RerankError:
+        message = errors.scrub(self.error_message(reply), self._secrets())
+        return map_http_status(self.name, reply.status, message[:1000], reply.headers)
+
+    def _secrets(self) -> list[str]:
+        return [self._api_key.get_secret_value()] if self._api_key is not None else []
+
+    async def rerank(self, call: ProviderCall) -> ProviderResult:
+        request = self.build_request(call)
+        reply = await self.http.send(self.name, request, call.timeout)
+        if not 200 <= reply.status < 300:
+            raise self.map_error(reply)
+        try:
+            return self.parse_response(call, reply)
+        except errors.RerankError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise errors.Internal(
+                f"{self.name}: could not parse the provider's answer ({type(exc).__name__})",
+                provider=self.name,
+            ) from None
+
+    def json_headers(self, call: ProviderCall, auth: Mapping[str, str]) -> dict[str, str]:
+        """Content headers + auth + the call's tracing headers."""
+        return {"content-type": "application/json", "accept": "application/json", **call.headers, **auth}
+
+
+def check_indices(provider: str, scores: list[tuple[int, float]], count: int) -> None:
+    """Refuse an answer that points outside the documents sent (a provider bug, not ours)."""
+    for index, score in scores:
+        if not 0 <= index < count or not math.isfinite(score):
+            raise errors.Internal(
+                f"{provider}: answer has an invalid result (index {index})", provider=provider
+            )

@@ -1,0 +1,134 @@
+"""Wiring and lifecycle: build providers and router from settings, serve gRPC (+ health,
+reflection), and drain on SIGTERM/SIGINT: health NOT_SERVING, stop accepting, let in-flight calls
+finish within the grace period, close providers, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.internal import api_implementation
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rerankd.api.grpc_api import RerankServicer
+from rerankd.config import LOCAL_PROVIDER, ProviderConfig, Settings
+from rerankd.providers.base import Provider
+from rerankd.providers.http import HttpClient
+from rerankd.providers.registry import ProviderContext, create_provider
+from rerankd.router import Router
+from rerankd.v1 import rerank_pb2, rerank_pb2_grpc
+
+_LOG = logging.getLogger("rerankd.server")
+SERVICE_NAME = rerank_pb2.DESCRIPTOR.services_by_name["RerankService"].full_name
+# Health service names: "" and the RerankService follow readiness; "liveness" is SERVING while the
+# process runs (never tied to providers, so a vendor outage does not restart pods).
+READY_SERVICES = ("", SERVICE_NAME, "readiness")
+LIVENESS = "liveness"
+
+
+@dataclass
+class App:
+    """A built (not yet started) server and what it owns."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    router: Router
+    providers: dict[str, Provider]
+    http: HttpClient
+    addresses: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
+        for address in self.settings.listen_addresses():
+            port = self.server.add_insecure_port(address)
+            if port == 0 and not address.startswith("unix:"):
+                raise OSError(f"could not bind {address}")
+            self.ports.append(port)
+            self.addresses.append(
+                address if address.startswith("unix:") else address.rsplit(":", 1)[0] + f":{port}"
+            )
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+        for name in READY_SERVICES:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        _LOG.info("listening on %s", ", ".join(self.addresses))
+        for provider in self.providers.values():
+            await provider.start()
+        for name in READY_SERVICES:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _LOG.info("serving")
+
+    async def drain(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, then stop accepting and finish in-flight calls within `grace`."""
+        grace = self.settings.grace_period_s if grace is None else grace
+        _LOG.info("draining (grace %.1fs)", grace)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        await self.http.aclose()
+        _LOG.info("stopped")
+
+
+def build(settings: Settings) -> App:
+    """Providers, router and a grpc.aio server, from settings. Nothing is bound or loaded yet."""
+    if api_implementation.Type() != "upb":
+        _LOG.warning(
+            "protobuf uses the slow %r backend; install protobuf with upb", api_implementation.Type()
+        )
+    http = HttpClient()
+    ctx = ProviderContext(settings=settings, http=http)
+    configs = dict(settings.providers)
+    if settings.local_enabled and LOCAL_PROVIDER not in configs:
+        configs[LOCAL_PROVIDER] = ProviderConfig(kind="local")
+    providers = {name: create_provider(name, config, ctx) for name, config in configs.items()}
+    for name, provider in providers.items():
+        provider.timeout_s = configs[name].timeout_s
+    router = Router.from_config(providers, settings.routes)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            ("grpc.max_send_message_length", settings.max_send_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    rerank_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(router, settings), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    return App(settings, server, health_servicer, router, providers, http)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return."""
+    app = build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(app.start())
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting in done:
+        starting.result()  # start-up errors surface here
+        await stopping
+    else:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+    await app.drain()
