@@ -1,0 +1,45 @@
+"""Shared fixtures: an in-process grpc.aio server on a loopback port, with the real local model."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from rerankd.config import Settings
+from rerankd.server import App, build
+from rerankd.v1 import rerank_pb2_grpc as pb_grpc
+
+
+@contextlib.asynccontextmanager
+async def running_app(**overrides: Any) -> AsyncIterator[App]:
+    """A started server (port 0 on 127.0.0.1) built from Settings(**overrides); drained after."""
+    settings = Settings(**{"host": "127.0.0.1", "port": 0, "grace_period_s": 1.0, **overrides})
+    app = build(settings)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.drain(0.5)
+
+
+@contextlib.asynccontextmanager
+async def stub_for(app: App) -> AsyncIterator[pb_grpc.RerankServiceStub]:
+    async with grpc.aio.insecure_channel(app.addresses[0]) as channel:
+        yield pb_grpc.RerankServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+async def local_app() -> AsyncIterator[App]:
+    """One server with the embedded model, shared by the tests that need no special config."""
+    async with running_app() as app:
+        yield app
+
+
+@pytest.fixture
+async def stub(local_app: App) -> AsyncIterator[pb_grpc.RerankServiceStub]:
+    async with stub_for(local_app) as client:
+        yield client
