@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -92,7 +93,7 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a pod).")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
-    bind: list[str] = Field(
+    bind: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra listen addresses, e.g. unix:///sock/rerankd.sock (comma-separated in env).",
     )

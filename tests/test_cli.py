@@ -1,0 +1,51 @@
+"""The `rerankd` CLI against a live server process: rerank (table, JSON, stream, file), models, health."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.examples import APPLE_DOCS, APPLE_QUERY, FRANCE_DOCS, FRANCE_QUERY
+from tests.support import server_process
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rerankd.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    with server_process(tmp_path=tmp_path_factory.mktemp("cli")) as running:
+        yield running
+
+
+def test_rerank_table_json_stream_and_file(server, tmp_path: Path) -> None:
+    docs = [arg for doc in APPLE_DOCS for arg in ("--doc", doc)]
+    table = cli("rerank", APPLE_QUERY, *docs, "--target", server.address)
+    assert table.returncode == 0, table.stderr
+    first_row = table.stdout.splitlines()[2]
+    assert "Apple Inc." in first_row
+    as_json = json.loads(cli("rerank", APPLE_QUERY, *docs, "--json", "--stream", "--target", server.address).stdout)
+    assert as_json["results"][0]["text"].startswith("Apple Inc.")
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(FRANCE_DOCS)))
+    from_file = json.loads(cli("rerank", FRANCE_QUERY, "--file", str(jsonl), "--json", "--target", server.address).stdout)
+    assert from_file["results"][0]["text"] == "Paris is the capital of France."
+
+
+def test_models_and_health(server) -> None:
+    models = cli("models", "--target", server.address)
+    assert models.returncode == 0 and "default" in models.stdout
+    health = cli("health", "--target", server.address)
+    assert health.returncode == 0 and health.stdout.strip() == "SERVING"
+
+
+def test_errors_exit_nonzero_with_the_status(server) -> None:
+    bad = cli("rerank", "  ", "--doc", "x", "--target", server.address)
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "query" in bad.stderr
+    down = cli("health", "--target", "127.0.0.1:1", "--timeout", "1")
+    assert down.returncode == 2

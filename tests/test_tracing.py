@@ -1,0 +1,40 @@
+"""Trace context extraction, precedence and outbound headers."""
+
+from __future__ import annotations
+
+from rerankd import tracing
+from rerankd.domain import TraceContext
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+def test_traceparent_is_read_and_malformed_values_ignored() -> None:
+    ctx = tracing.incoming(TraceContext(), {"traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "k=v"})
+    assert (ctx.trace_id, ctx.span_id, ctx.tracestate) == (TRACE, SPAN, "k=v")
+    for bad in ("garbage", f"00-{'0' * 32}-{SPAN}-01", f"ff-{TRACE}-{SPAN}-01", f"00-{TRACE}-{SPAN}"):
+        generated = tracing.incoming(TraceContext(), {"traceparent": bad})
+        assert generated.trace_id != TRACE and len(generated.trace_id) == 32 and generated.span_id == ""
+
+
+def test_message_field_wins_over_headers_and_portkey_aliases_work() -> None:
+    other = "1" * 32
+    ctx = tracing.incoming(TraceContext(trace_id=TRACE, span_id=SPAN), {"traceparent": f"00-{other}-{SPAN}-01"})
+    assert ctx.trace_id == TRACE
+    ctx = tracing.incoming(TraceContext(), {"x-portkey-trace-id": TRACE, "x-portkey-span-id": SPAN})
+    assert (ctx.trace_id, ctx.span_id) == (TRACE, SPAN)
+
+
+def test_server_span_is_a_child_and_outbound_headers_carry_it() -> None:
+    server = tracing.server_trace(TraceContext(trace_id=TRACE, span_id=SPAN))
+    assert server.parent_span_id == SPAN and server.span_id != SPAN
+    headers = tracing.outbound_headers(server, "req-1")
+    assert headers["traceparent"] == f"00-{TRACE}-{server.span_id}-01"
+    assert headers["x-request-id"] == "req-1"
+
+
+def test_request_id_is_taken_only_when_well_formed() -> None:
+    assert tracing.request_id("", {"x-request-id": "abc-123"}) == "abc-123"
+    assert tracing.request_id("mine", {"x-request-id": "abc"}) == "mine"
+    generated = tracing.request_id("bad id with spaces\n", {})
+    assert " " not in generated and len(generated) == 24
