@@ -1,0 +1,171 @@
+"""AWS Bedrock rerank, SigV4-signed (service "bedrock"), through one of two APIs (option `api`):
+
+- "rerank" (default): bedrock-agent-runtime `POST /rerank` (queries, sources,
+  rerankingConfiguration.modelArn, numberOfResults clamped to the documents; `relevanceScore`).
+- "invoke": bedrock-runtime InvokeModel `POST /model/{modelId}/invoke` with Cohere's body
+  (`api_version` 2; `relevance_score`), e.g. for cohere.rerank-v3-5:0.
+
+Options: `region` (else AWS_REGION / AWS_DEFAULT_REGION / AWS config), `profile`, and
+`access_key_id` for a static key pair whose secret key is the provider's api_key / api_key_env /
+api_key_file; without it the standard AWS credential chain is used. Models are full ARNs or bare
+model ids (the foundation-model ARN is built from the region). Documents with fields are sent as
+text rendered from `rank_fields`; `parameters` become additionalModelRequestFields ("rerank") or
+extra body keys ("invoke"). Bedrock has no truncation switch or per-document token limit, so
+truncation NONE and `max_tokens_per_doc` are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+from urllib.parse import quote
+
+from botocore.credentials import Credentials
+
+from rerankd import errors
+from rerankd.config import ProviderConfig
+from rerankd.domain import Scored, Truncation, Usage, render_text
+from rerankd.providers import aws_sigv4
+from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
+from rerankd.providers.http import (
+    HttpClient,
+    HttpProvider,
+    HttpReply,
+    HttpRequest,
+    check_indices,
+    encode_json,
+)
+
+MAX_SOURCES = 1000  # the Rerank API's limit on sources (botocore model); also used for InvokeModel
+_HOSTS = {"rerank": "bedrock-agent-runtime", "invoke": "bedrock-runtime"}
+
+
+class BedrockProvider(HttpProvider):
+    """Rerank models on AWS Bedrock (amazon.rerank-v1:0, cohere.rerank-v3-5:0)."""
+
+    kind = "bedrock"
+
+    def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
+        super().__init__(name, config, http)
+        options = config.options
+        self.api = str(options.get("api") or "rerank")
+        if self.api not in _HOSTS:
+            raise errors.ProviderMisconfigured(
+                f"{name}: options.api must be 'rerank' or 'invoke'", provider=name
+            )
+        profile = options.get("profile")
+        self.region = aws_sigv4.resolve_region(options.get("region"), profile, name)
+        default = f"https://{_HOSTS[self.api]}.{self.region}.amazonaws.com"
+        self.base_url = (config.base_url or default).rstrip("/")
+        key_id = options.get("access_key_id")
+        static = Credentials(str(key_id), self.api_key) if key_id else None
+        self.credentials = aws_sigv4.AwsCredentials(name, profile=profile, static=static)
+
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities(max_documents=MAX_SOURCES)
+
+    def model_arn(self, model: str) -> str:
+        if model.startswith("arn:"):
+            return model
+        return f"arn:{aws_sigv4.partition(self.region)}:bedrock:{self.region}::foundation-model/{model}"
+
+    def build_request(self, call: ProviderCall) -> HttpRequest:
+        """The unsigned request (no tracing headers); `rerank` signs it."""
+        if call.max_tokens_per_doc is not None:
+            raise errors.invalid("max_tokens_per_doc", f"not supported by {self.kind}")
+        if call.truncation is Truncation.NONE:
+            raise errors.invalid(
+                "truncation", f"{self.kind} always truncates long documents; NONE is not supported"
+            )
+        texts = _texts(call, self.kind)
+        top_n = None if call.top_n is None else max(1, min(call.top_n, len(texts)))
+        if self.api == "invoke":
+            url = f"{self.base_url}/model/{quote(call.model, safe='-._~')}/invoke"
+            body: dict[str, Any] = {**call.parameters, "query": call.query, "documents": texts}
+            if top_n is not None:
+                body["top_n"] = top_n
+            if "cohere." in call.model:
+                body["api_version"] = 2  # required by Cohere on Bedrock, must be >= 2
+        else:
+            url = f"{self.base_url}/rerank"
+            body = self._rerank_body(call, texts, len(texts) if top_n is None else top_n)
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        return HttpRequest("POST", url, headers, encode_json(body))
+
+    def _rerank_body(self, call: ProviderCall, texts: list[str], top_n: int) -> dict[str, Any]:
+        model: dict[str, Any] = {"modelArn": self.model_arn(call.model)}
+        if call.parameters:
+            model["additionalModelRequestFields"] = dict(call.parameters)
+        return {
+            "queries": [{"type": "TEXT", "textQuery": {"text": call.query}}],
+            "sources": [
+                {"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": text}}}
+                for text in texts
+            ],
+            "rerankingConfiguration": {
+                "type": "BEDROCK_RERANKING_MODEL",
+                # numberOfResults above the number of sources is a ValidationException: clamped.
+                "bedrockRerankingConfiguration": {"modelConfiguration": model, "numberOfResults": top_n},
+            },
+        }
+
+    async def rerank(self, call: ProviderCall) -> ProviderResult:
+        request = self.build_request(call)
+        signed = aws_sigv4.sign(request, await self.credentials.frozen(), self.region, "bedrock")
+        # Tracing headers go on after signing, deliberately: botocore never signs traceparent,
+        # tracestate or baggage either, so proxies and meshes that rewrite them cannot break the
+        # signature. Signed headers win any name clash.
+        taken = {name.lower() for name in signed.headers}
+        tracing = {name: value for name, value in call.headers.items() if name.lower() not in taken}
+        outbound = dataclasses.replace(signed, headers={**tracing, **signed.headers})
+        reply = await self.http.send(self.name, outbound, call.timeout)
+        if not 200 <= reply.status < 300:
+            raise self.map_error(reply)
+        try:
+            return self.parse_response(call, reply)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise errors.Internal(
+                f"{self.name}: could not parse the provider's answer ({type(exc).__name__})",
+                provider=self.name,
+            ) from None
+
+    def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
+        score_key = "relevance_score" if self.api == "invoke" else "relevanceScore"
+        # The Rerank API may page with nextToken; numberOfResults <= sources returns all in one.
+        pairs = [(int(item["index"]), float(item[score_key])) for item in reply.json()["results"]]
+        check_indices(self.name, pairs, len(call.documents))
+        # Neither API reports usage in the body; InvokeModel may send token counts (UNVERIFIED).
+        tokens = reply.headers.get("x-amzn-bedrock-input-token-count", "")
+        return ProviderResult(
+            scores=[Scored(index, score) for index, score in pairs],
+            usage=Usage(total_tokens=int(tokens) if tokens.isdigit() else 0, documents=len(call.documents)),
+            model=call.model,
+        )
+
+    def error_message(self, reply: HttpReply) -> str:
+        """AWS errors: the type in x-amzn-ErrorType ("Type:uri" or "ns#Type"), text in {"message"}."""
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        kind = reply.headers.get("x-amzn-errortype") or str(body.get("__type") or "")
+        kind = kind.split(":", 1)[0].rsplit("#", 1)[-1]
+        message = body.get("message") or body.get("Message") or ""
+        if not isinstance(message, str):
+            message = str(message)
+        text = ": ".join(part for part in (kind, message) if part)
+        return text or reply.body[:300].decode(errors="replace")
+
+    def _secrets(self) -> list[str]:
+        return [*super()._secrets(), str(self.config.options.get("access_key_id") or "")]
+
+
+def _texts(call: ProviderCall, kind: str) -> list[str]:
+    texts = []
+    for doc in call.documents:
+        text = render_text(doc, call.rank_fields)
+        if text is None:
+            raise errors.invalid("documents", f"a document has no text to rank ({kind})")
+        texts.append(text)
+    return texts

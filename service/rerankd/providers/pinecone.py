@@ -1,0 +1,98 @@
+"""Pinecone Inference rerank: `POST {base_url}/rerank` with an `Api-Key` and a dated API version.
+
+Documents go as objects: a plain document becomes {"id", "text"}, a document with fields keeps
+them (so `rank_fields` is native here). We never ask Pinecone to echo documents: the service
+fills them in itself. Unified truncation becomes `parameters.truncate` (END | NONE) unless the
+caller's `parameters` already name it; `max_tokens_per_doc` has no Pinecone field and is refused.
+Options: `api_version` (the `X-Pinecone-Api-Version` header, default "2025-10").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rerankd import errors
+from rerankd.domain import Document, Scored, Usage
+from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
+from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
+
+DEFAULT_API_VERSION = "2025-10"
+
+# Per-model limits: cohere-rerank-3.5 is documented (docs.pinecone.io guides/inference/rerank:
+# 200 documents, 40,000 tokens per query + document). UNVERIFIED: 100 documents for every other
+# model, and the pair limits of bge-reranker-v2-m3 (1024) and pinecone-rerank-v0 (512).
+_MAX_DOCUMENTS = {"cohere-rerank-3.5": 200}
+_DEFAULT_MAX_DOCUMENTS = 100
+_MAX_TOKENS = {"cohere-rerank-3.5": 40_000, "bge-reranker-v2-m3": 1024, "pinecone-rerank-v0": 512}
+
+
+class PineconeProvider(HttpProvider):
+    """Pinecone's hosted rerank models (bge-reranker-v2-m3, pinecone-rerank-v0, cohere-rerank-3.5)."""
+
+    kind = "pinecone"
+    default_base_url = "https://api.pinecone.io"
+
+    @property
+    def api_version(self) -> str:
+        return str(self.config.options.get("api_version") or DEFAULT_API_VERSION)
+
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities(
+            max_documents=_MAX_DOCUMENTS.get(model, _DEFAULT_MAX_DOCUMENTS),
+            max_tokens=_MAX_TOKENS.get(model),
+            object_documents=True,
+            native_rank_fields=True,
+        )
+
+    def build_request(self, call: ProviderCall) -> HttpRequest:
+        if call.max_tokens_per_doc is not None:
+            raise errors.invalid("max_tokens_per_doc", f"not supported by {self.kind} (use truncation)")
+        parameters: dict[str, Any] = dict(call.parameters)
+        # Per-model support of `truncate` on rerankers is UNVERIFIED (documented for embed models).
+        parameters.setdefault("truncate", call.truncation.value)
+        body: dict[str, Any] = {
+            "model": call.model,
+            "query": call.query,
+            "documents": [_document(doc, i) for i, doc in enumerate(call.documents)],
+            "return_documents": False,
+            "parameters": parameters,
+        }
+        if call.top_n is not None:
+            body["top_n"] = min(call.top_n, len(call.documents))
+        if call.rank_fields:
+            body["rank_fields"] = list(call.rank_fields)
+        auth = {"api-key": self.api_key, "x-pinecone-api-version": self.api_version}
+        return HttpRequest(
+            "POST", f"{self.base_url}/rerank", self.json_headers(call, auth), encode_json(body)
+        )
+
+    def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
+        body = reply.json()
+        pairs = [(int(item["index"]), float(item["score"])) for item in body["data"]]
+        check_indices(self.name, pairs, len(call.documents))
+        usage = body.get("usage") or {}
+        return ProviderResult(
+            scores=[Scored(index, score) for index, score in pairs],
+            usage=Usage(rerank_units=int(usage.get("rerank_units") or 0), documents=len(call.documents)),
+            model=str(body.get("model") or call.model),
+        )
+
+    def error_message(self, reply: HttpReply) -> str:
+        """Pinecone errors: {"error": {"code": "INVALID_ARGUMENT", "message": ...}, "status": 400}."""
+        try:
+            error = reply.json().get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            code = error.get("code")
+            return f"{code}: {error['message']}" if isinstance(code, str) and code else error["message"]
+        return super().error_message(reply)
+
+
+def _document(doc: Document, position: int) -> dict[str, str]:
+    """The wire object for one document: id and text, then the caller's own fields (which win)."""
+    wire = {"id": doc.id or str(position)}
+    if doc.text or not doc.fields:
+        wire["text"] = doc.text
+    wire.update(doc.fields)
+    return wire
