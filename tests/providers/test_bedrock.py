@@ -112,6 +112,8 @@ def test_invoke_body_and_encoded_model_path() -> None:
     )
     assert json.loads(request.body) == {"query": "cat", "documents": [d.text for d in DOCS], "api_version": 2}
     assert json.loads(bedrock.build_request(call(model=COHERE, top_n=2)).body)["top_n"] == 2
+    with pytest.raises(errors.InvalidArgument, match="parameters"):
+        bedrock.build_request(call(model=COHERE, parameters={"api_version": 1}))
 
 
 def test_rank_fields_are_rendered_as_text() -> None:

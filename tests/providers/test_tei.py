@@ -67,18 +67,16 @@ def test_request_body_and_optional_key() -> None:
 
 def test_truncation_parameters_and_rank_fields() -> None:
     docs = [Document(fields={"title": "T", "body": "B"})]
+    parameters = {"truncation_direction": "Left", "raw_scores": True}
     request = provider().build_request(
-        call(
-            documents=docs,
-            rank_fields=("title", "body"),
-            truncation=Truncation.NONE,
-            parameters={"truncation_direction": "Left", "truncate": True, "texts": ["x"]},
-        )
+        call(documents=docs, rank_fields=("title", "body"), truncation=Truncation.NONE, parameters=parameters)
     )
     body = json.loads(request.body)
     assert body["texts"] == ["title: T\nbody: B"]  # domain.render_text, documented there
-    assert body["truncate"] is False  # the unified field wins over parameters
-    assert body["truncation_direction"] == "Left"
+    assert body["truncate"] is False
+    assert body["truncation_direction"] == "Left" and body["raw_scores"] is True
+    with pytest.raises(errors.InvalidArgument, match="parameters"):  # mapped fields are not overridable
+        provider().build_request(call(parameters={"truncate": True}))
 
 
 def test_refusals() -> None:

@@ -24,7 +24,7 @@ from botocore.credentials import Credentials
 
 from rerankd import errors
 from rerankd.config import ProviderConfig
-from rerankd.domain import Scored, Truncation, Usage, render_text
+from rerankd.domain import Truncation, Usage, render_text
 from rerankd.providers import aws_sigv4
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import (
@@ -32,12 +32,13 @@ from rerankd.providers.http import (
     HttpProvider,
     HttpReply,
     HttpRequest,
-    check_indices,
     encode_json,
 )
+from rerankd.providers.jsonwire import scores, top_n, unsupported, with_parameters
 
 MAX_SOURCES = 1000  # the Rerank API's limit on sources (botocore model); also used for InvokeModel
 _HOSTS = {"rerank": "bedrock-agent-runtime", "invoke": "bedrock-runtime"}
+_INVOKE_RESERVED = frozenset({"query", "documents", "top_n", "api_version"})
 
 
 class BedrockProvider(HttpProvider):
@@ -72,23 +73,22 @@ class BedrockProvider(HttpProvider):
     def build_request(self, call: ProviderCall) -> HttpRequest:
         """The unsigned request (no tracing headers); `rerank` signs it."""
         if call.max_tokens_per_doc is not None:
-            raise errors.invalid("max_tokens_per_doc", f"not supported by {self.kind}")
+            raise unsupported(self.name, "max_tokens_per_doc", "Bedrock rerank has no such field")
         if call.truncation is Truncation.NONE:
-            raise errors.invalid(
-                "truncation", f"{self.kind} always truncates long documents; NONE is not supported"
-            )
+            raise unsupported(self.name, "truncation", "Bedrock shortens long documents itself")
         texts = _texts(call, self.kind)
-        top_n = None if call.top_n is None else max(1, min(call.top_n, len(texts)))
+        n = top_n(call)
         if self.api == "invoke":
             url = f"{self.base_url}/model/{quote(call.model, safe='-._~')}/invoke"
-            body: dict[str, Any] = {**call.parameters, "query": call.query, "documents": texts}
-            if top_n is not None:
-                body["top_n"] = top_n
+            body: dict[str, Any] = {"query": call.query, "documents": texts}
+            if n is not None:
+                body["top_n"] = n
             if "cohere." in call.model:
                 body["api_version"] = 2  # required by Cohere on Bedrock, must be >= 2
+            body = with_parameters(self.name, body, call.parameters, _INVOKE_RESERVED)
         else:
             url = f"{self.base_url}/rerank"
-            body = self._rerank_body(call, texts, len(texts) if top_n is None else top_n)
+            body = self._rerank_body(call, texts, len(texts) if n is None else n)
         headers = {"content-type": "application/json", "accept": "application/json"}
         return HttpRequest("POST", url, headers, encode_json(body))
 
@@ -132,15 +132,11 @@ class BedrockProvider(HttpProvider):
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
         score_key = "relevance_score" if self.api == "invoke" else "relevanceScore"
         # The Rerank API may page with nextToken; numberOfResults <= sources returns all in one.
-        pairs = [(int(item["index"]), float(item[score_key])) for item in reply.json()["results"]]
-        check_indices(self.name, pairs, len(call.documents))
+        ranked = scores(self.name, reply.json()["results"], len(call.documents), score_key=score_key)
         # Neither API reports usage in the body; InvokeModel may send token counts (UNVERIFIED).
         tokens = reply.headers.get("x-amzn-bedrock-input-token-count", "")
-        return ProviderResult(
-            scores=[Scored(index, score) for index, score in pairs],
-            usage=Usage(total_tokens=int(tokens) if tokens.isdigit() else 0, documents=len(call.documents)),
-            model=call.model,
-        )
+        usage = Usage(total_tokens=int(tokens) if tokens.isdigit() else 0, documents=len(call.documents))
+        return ProviderResult(ranked, usage, call.model)
 
     def error_message(self, reply: HttpReply) -> str:
         """AWS errors: the type in x-amzn-ErrorType ("Type:uri" or "ns#Type"), text in {"message"}."""

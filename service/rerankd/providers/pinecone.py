@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from rerankd import errors
-from rerankd.domain import Document, Scored, Usage
+from rerankd.domain import Document, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
-from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
+from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, encode_json
+from rerankd.providers.jsonwire import answered_model, count_at, error_text, scores, top_n, unsupported
 
 DEFAULT_API_VERSION = "2025-10"
 
@@ -46,7 +47,7 @@ class PineconeProvider(HttpProvider):
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
         if call.max_tokens_per_doc is not None:
-            raise errors.invalid("max_tokens_per_doc", f"not supported by {self.kind} (use truncation)")
+            raise unsupported(self.name, "max_tokens_per_doc", "Pinecone has no such field (use truncation)")
         parameters: dict[str, Any] = dict(call.parameters)
         # Per-model support of `truncate` on rerankers is UNVERIFIED (documented for embed models).
         parameters.setdefault("truncate", call.truncation.value)
@@ -57,8 +58,9 @@ class PineconeProvider(HttpProvider):
             "return_documents": False,
             "parameters": parameters,
         }
-        if call.top_n is not None:
-            body["top_n"] = min(call.top_n, len(call.documents))
+        n = top_n(call)
+        if n is not None:
+            body["top_n"] = n
         if call.rank_fields:
             body["rank_fields"] = list(call.rank_fields)
         auth = {"api-key": self.api_key, "x-pinecone-api-version": self.api_version}
@@ -68,25 +70,22 @@ class PineconeProvider(HttpProvider):
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
         body = reply.json()
-        pairs = [(int(item["index"]), float(item["score"])) for item in body["data"]]
-        check_indices(self.name, pairs, len(call.documents))
-        usage = body.get("usage") or {}
-        return ProviderResult(
-            scores=[Scored(index, score) for index, score in pairs],
-            usage=Usage(rerank_units=int(usage.get("rerank_units") or 0), documents=len(call.documents)),
-            model=str(body.get("model") or call.model),
-        )
+        if not isinstance(body, dict):
+            raise errors.Internal(f"{self.name}: answer is not a JSON object", provider=self.name)
+        usage = Usage(rerank_units=count_at(body, "usage", "rerank_units"), documents=len(call.documents))
+        ranked = scores(self.name, body.get("data"), len(call.documents), score_key="score")
+        return ProviderResult(ranked, usage, answered_model(body, call))
 
     def error_message(self, reply: HttpReply) -> str:
         """Pinecone errors: {"error": {"code": "INVALID_ARGUMENT", "message": ...}, "status": 400}."""
         try:
-            error = reply.json().get("error")
-        except (ValueError, AttributeError):
-            error = None
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            code = error.get("code")
-            return f"{code}: {error['message']}" if isinstance(code, str) and code else error["message"]
-        return super().error_message(reply)
+            body = reply.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error_text(reply, ("error", "message")) or super().error_message(reply)
+        return f"{code}: {message}" if isinstance(code, str) and code else message
 
 
 def _document(doc: Document, position: int) -> dict[str, str]:

@@ -10,20 +10,18 @@ Usage is the `x-compute-tokens` header when present; `max_tokens_per_doc` is ref
 
 from __future__ import annotations
 
-from typing import Any
-
 from rerankd import errors
 from rerankd.config import ProviderConfig
-from rerankd.domain import Scored, Truncation, Usage, render_text
+from rerankd.domain import Truncation, Usage, render_text
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import (
     HttpClient,
     HttpProvider,
     HttpReply,
     HttpRequest,
-    check_indices,
     encode_json,
 )
+from rerankd.providers.jsonwire import error_text, scores, unsupported, with_parameters
 
 DEFAULT_MAX_CLIENT_BATCH_SIZE = 32  # TEI's own --max-client-batch-size default
 
@@ -51,17 +49,18 @@ class TeiProvider(HttpProvider):
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
         if call.max_tokens_per_doc is not None:
-            raise errors.invalid("max_tokens_per_doc", f"not supported by {self.kind} (use truncation)")
+            raise unsupported(self.name, "max_tokens_per_doc", "TEI has no such field (use truncation)")
         texts: list[str] = []
         for doc in call.documents:
             text = render_text(doc, call.rank_fields)
             if text is None:
                 raise errors.invalid("documents", f"a document has no text to rank ({self.kind})")
             texts.append(text)
-        # `parameters` may set TEI-only fields (truncation_direction, raw_scores); the unified
-        # fields (query, texts, truncation) always win.
-        body: dict[str, Any] = {"raw_scores": False, "return_text": False, **call.parameters}
-        body.update(query=call.query, texts=texts, truncate=call.truncation is Truncation.END)
+        body = {"query": call.query, "texts": texts, "truncate": call.truncation is Truncation.END}
+        # `parameters` may set TEI-only fields (truncation_direction, raw_scores, ...), not mapped ones.
+        body = with_parameters(self.name, body, call.parameters, frozenset())
+        body.setdefault("raw_scores", False)  # False: activated scores in [0, 1]
+        body.setdefault("return_text", False)
         key = self._api_key.get_secret_value() if self._api_key is not None else ""
         auth = {"authorization": f"Bearer {key}"} if key else {}  # TEI's --api-key is optional
         return HttpRequest(
@@ -69,19 +68,12 @@ class TeiProvider(HttpProvider):
         )
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
-        ranks = reply.json()
-        if not isinstance(ranks, list):
-            raise errors.Internal(f"{self.name}: expected a JSON array from TEI /rerank", provider=self.name)
-        pairs = [(int(rank["index"]), float(rank["score"])) for rank in ranks]
-        check_indices(self.name, pairs, len(call.documents))
+        ranks = scores(self.name, reply.json(), len(call.documents), score_key="score")
         if call.top_n is not None:
-            pairs = pairs[: call.top_n]  # TEI answers sorted by score, best first
+            ranks = ranks[: call.top_n]  # TEI has no top-n; its answer is sorted best first
         tokens = reply.headers.get("x-compute-tokens", "")
-        return ProviderResult(
-            scores=[Scored(index, score) for index, score in pairs],
-            usage=Usage(total_tokens=int(tokens) if tokens.isdigit() else 0, documents=len(call.documents)),
-            model=call.model,
-        )
+        usage = Usage(total_tokens=int(tokens) if tokens.isdigit() else 0, documents=len(call.documents))
+        return ProviderResult(ranks, usage, call.model)
 
     def error_message(self, reply: HttpReply) -> str:
         """TEI errors: {"error": "...", "error_type": "Validation"}; 401 from --api-key has no body."""
@@ -89,7 +81,6 @@ class TeiProvider(HttpProvider):
             body = reply.json()
         except ValueError:
             body = None
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            kind = body.get("error_type")
-            return f"{kind}: {body['error']}" if isinstance(kind, str) and kind else body["error"]
-        return super().error_message(reply)
+        kind = body.get("error_type") if isinstance(body, dict) else None
+        message = error_text(reply, ("error",)) or super().error_message(reply)
+        return f"{kind}: {message}" if isinstance(kind, str) and kind else message
