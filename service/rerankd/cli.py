@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rerankd import logs
+from rerankd.client import RerankClient, RerankOptions
 from rerankd.config import load_settings
 from rerankd.v1 import rerank_pb2 as pb
-from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -88,28 +87,17 @@ def _documents(args: argparse.Namespace) -> list[pb.Document]:
 
 
 def _rerank(args: argparse.Namespace) -> int:
-    request = pb.RerankRequest(
-        model=args.model, query=args.query, documents=_documents(args), top_n=max(args.top_n, 0)
-    )
-    with grpc.insecure_channel(args.target) as channel:
-        stub = pb_grpc.RerankServiceStub(channel)
+    documents = _documents(args)
+    options: RerankOptions = {"model": args.model, "top_n": max(args.top_n, 0)}
+    answer: pb.RerankStreamHeader | pb.RerankResponse
+    with RerankClient(args.target, timeout=args.timeout) as client:
         if args.stream:
-            results: list[pb.RerankResult] = []
-            header = pb.RerankStreamHeader()
-            for message in stub.RerankStream(pb.RerankStreamRequest(request=request), timeout=args.timeout):
-                if message.HasField("header"):
-                    header = message.header
-                elif message.HasField("results") and not message.results.partial:
-                    results.extend(message.results.results)
-            model, provider, request_id = header.model, header.provider, header.id
+            streamed = client.rerank_stream_collect(args.query, documents, **options)
+            results, answer = streamed.results, streamed.header
         else:
-            response = stub.Rerank(request, timeout=args.timeout)
-            results, model, provider, request_id = (
-                list(response.results),
-                response.model,
-                response.provider,
-                response.id,
-            )
+            answer = client.rerank(args.query, documents, **options).response
+            results = list(answer.results)
+    model, provider, request_id = answer.model, answer.provider, answer.id
     if args.json:
         print(
             json.dumps(
@@ -121,7 +109,7 @@ def _rerank(args: argparse.Namespace) -> int:
                         {
                             "index": r.index,
                             "relevance_score": r.relevance_score,
-                            "text": request.documents[r.index].text,
+                            "text": documents[r.index].text,
                         }
                         for r in results
                     ],
@@ -133,14 +121,14 @@ def _rerank(args: argparse.Namespace) -> int:
     print(f"model {model} via {provider} (request {request_id})")
     print(f"{'rank':>4}  {'index':>5}  {'score':>8}  document")
     for rank, result in enumerate(results, 1):
-        text = request.documents[result.index].text.replace("\n", " ")
+        text = documents[result.index].text.replace("\n", " ")
         print(f"{rank:>4}  {result.index:>5}  {result.relevance_score:>8.4f}  {text[:80]}")
     return 0
 
 
 def _models(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.target) as channel:
-        reply = pb_grpc.RerankServiceStub(channel).ListModels(pb.ListModelsRequest(), timeout=args.timeout)
+    with RerankClient(args.target, timeout=args.timeout) as client:
+        reply = client.list_models()
     if args.json:
         from google.protobuf import json_format
 
@@ -154,16 +142,13 @@ def _models(args: argparse.Namespace) -> int:
 
 def _health(args: argparse.Namespace) -> int:
     try:
-        with grpc.insecure_channel(args.target) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
+        with RerankClient(args.target, timeout=args.timeout) as client:
+            status = client.health(args.service)
     except grpc.RpcError as exc:
         print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 2
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    return 0 if status == "SERVING" else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
