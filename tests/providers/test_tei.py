@@ -82,8 +82,6 @@ def test_truncation_parameters_and_rank_fields() -> None:
 def test_refusals() -> None:
     with pytest.raises(errors.InvalidArgument):
         provider().build_request(call(max_tokens_per_doc=10))
-    with pytest.raises(errors.InvalidArgument):
-        provider().build_request(call(documents=[Document(fields={"body": "B"})], rank_fields=("title",)))
     with pytest.raises(errors.ProviderMisconfigured):
         TeiProvider("tei", ProviderConfig(kind="tei"), PURE_HTTP)
 

@@ -24,17 +24,11 @@ from botocore.credentials import Credentials
 
 from rerankd import errors
 from rerankd.config import ProviderConfig
-from rerankd.domain import Truncation, Usage, render_text
+from rerankd.domain import Truncation, Usage
 from rerankd.providers import aws_sigv4
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
-from rerankd.providers.http import (
-    HttpClient,
-    HttpProvider,
-    HttpReply,
-    HttpRequest,
-    encode_json,
-)
-from rerankd.providers.jsonwire import scores, top_n, unsupported, with_parameters
+from rerankd.providers.http import HttpClient, HttpProvider, HttpReply, HttpRequest, encode_json
+from rerankd.providers.jsonwire import scores, texts, top_n, unsupported, with_parameters
 
 MAX_SOURCES = 1000  # the Rerank API's limit on sources (botocore model); also used for InvokeModel
 _HOSTS = {"rerank": "bedrock-agent-runtime", "invoke": "bedrock-runtime"}
@@ -76,11 +70,10 @@ class BedrockProvider(HttpProvider):
             raise unsupported(self.name, "max_tokens_per_doc", "Bedrock rerank has no such field")
         if call.truncation is Truncation.NONE:
             raise unsupported(self.name, "truncation", "Bedrock shortens long documents itself")
-        texts = _texts(call, self.kind)
         n = top_n(call)
         if self.api == "invoke":
             url = f"{self.base_url}/model/{quote(call.model, safe='-._~')}/invoke"
-            body: dict[str, Any] = {"query": call.query, "documents": texts}
+            body: dict[str, Any] = {"query": call.query, "documents": texts(call)}
             if n is not None:
                 body["top_n"] = n
             if "cohere." in call.model:
@@ -88,11 +81,11 @@ class BedrockProvider(HttpProvider):
             body = with_parameters(self.name, body, call.parameters, _INVOKE_RESERVED)
         else:
             url = f"{self.base_url}/rerank"
-            body = self._rerank_body(call, texts, len(texts) if n is None else n)
+            body = self._rerank_body(call, len(call.documents) if n is None else n)
         headers = {"content-type": "application/json", "accept": "application/json"}
         return HttpRequest("POST", url, headers, encode_json(body))
 
-    def _rerank_body(self, call: ProviderCall, texts: list[str], top_n: int) -> dict[str, Any]:
+    def _rerank_body(self, call: ProviderCall, top_n: int) -> dict[str, Any]:
         model: dict[str, Any] = {"modelArn": self.model_arn(call.model)}
         if call.parameters:
             model["additionalModelRequestFields"] = dict(call.parameters)
@@ -100,7 +93,7 @@ class BedrockProvider(HttpProvider):
             "queries": [{"type": "TEXT", "textQuery": {"text": call.query}}],
             "sources": [
                 {"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": text}}}
-                for text in texts
+                for text in texts(call)
             ],
             "rerankingConfiguration": {
                 "type": "BEDROCK_RERANKING_MODEL",
@@ -155,13 +148,3 @@ class BedrockProvider(HttpProvider):
 
     def _secrets(self) -> list[str]:
         return [*super()._secrets(), str(self.config.options.get("access_key_id") or "")]
-
-
-def _texts(call: ProviderCall, kind: str) -> list[str]:
-    texts = []
-    for doc in call.documents:
-        text = render_text(doc, call.rank_fields)
-        if text is None:
-            raise errors.invalid("documents", f"a document has no text to rank ({kind})")
-        texts.append(text)
-    return texts

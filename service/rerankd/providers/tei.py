@@ -12,16 +12,10 @@ from __future__ import annotations
 
 from rerankd import errors
 from rerankd.config import ProviderConfig
-from rerankd.domain import Truncation, Usage, render_text
+from rerankd.domain import Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
-from rerankd.providers.http import (
-    HttpClient,
-    HttpProvider,
-    HttpReply,
-    HttpRequest,
-    encode_json,
-)
-from rerankd.providers.jsonwire import error_text, scores, unsupported, with_parameters
+from rerankd.providers.http import HttpClient, HttpProvider, HttpReply, HttpRequest, encode_json
+from rerankd.providers.jsonwire import error_text, scores, texts, unsupported, with_parameters
 
 DEFAULT_MAX_CLIENT_BATCH_SIZE = 32  # TEI's own --max-client-batch-size default
 
@@ -50,13 +44,7 @@ class TeiProvider(HttpProvider):
     def build_request(self, call: ProviderCall) -> HttpRequest:
         if call.max_tokens_per_doc is not None:
             raise unsupported(self.name, "max_tokens_per_doc", "TEI has no such field (use truncation)")
-        texts: list[str] = []
-        for doc in call.documents:
-            text = render_text(doc, call.rank_fields)
-            if text is None:
-                raise errors.invalid("documents", f"a document has no text to rank ({self.kind})")
-            texts.append(text)
-        body = {"query": call.query, "texts": texts, "truncate": call.truncation is Truncation.END}
+        body = {"query": call.query, "texts": texts(call), "truncate": call.truncation is Truncation.END}
         # `parameters` may set TEI-only fields (truncation_direction, raw_scores, ...), not mapped ones.
         body = with_parameters(self.name, body, call.parameters, frozenset())
         body.setdefault("raw_scores", False)  # False: activated scores in [0, 1]
