@@ -94,6 +94,8 @@ def map_http_status(
         return errors.ResourceExhausted(text, retry_after=retry_after_seconds(headers), provider=provider)
     if status in (408, 504):
         return errors.DeadlineExceeded(text, provider=provider)
+    if status == 424:  # failed dependency: the provider's model/backend failed (TEI, Bedrock)
+        return errors.Unavailable(text, provider=provider)
     if status == 404:
         return errors.InvalidArgument(text, provider=provider, reason="PROVIDER_NOT_FOUND")
     if 400 <= status < 500:
