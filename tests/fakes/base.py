@@ -7,6 +7,9 @@ format. Tests queue faults with `inject()`; each request takes the next queued f
         fake.inject(Status(429, {"message": "slow down"}, {"Retry-After": "1"}), Hang(5))
         ...  # first call gets 429, second hangs, later calls are answered normally
 
+`chaos(rate, faults, seed)` adds random faults after the queue runs dry: each later request fails
+with probability `rate`, with one of `faults` picked at random (seeded, for load tests).
+
 The server runs in a background thread (stdlib ThreadingHTTPServer), so synchronous SDKs and
 the async service can both call it. `requests` records every request; `closed_early` counts
 requests whose client went away while the fake was hanging (cancellation tests).
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,6 +48,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.monotonic)  # arrival time (spacing tests)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -101,6 +107,8 @@ class FakeProvider:
         self.requests: list[Recorded] = []
         self.closed_early = 0
         self._faults: deque[Fault] = deque()
+        self._chaos: tuple[float, tuple[Fault, ...], random.Random] | None = None
+        self.faults_served = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,9 +122,28 @@ class FakeProvider:
         with self._lock:
             self._faults.extend(faults)
 
+    def chaos(self, rate: float, faults: Sequence[Fault], seed: int = 0) -> None:
+        """After the queued faults, fail each request with probability `rate` (random fault)."""
+        with self._lock:
+            self._chaos = (rate, tuple(faults), random.Random(seed)) if rate > 0 and faults else None
+
+    def _next_fault(self) -> Fault | None:
+        """The fault for the request being served (call with the lock held)."""
+        fault: Fault | None = None
+        if self._faults:
+            fault = self._faults.popleft()
+        elif self._chaos is not None:
+            rate, faults, rng = self._chaos
+            fault = rng.choice(faults) if rng.random() < rate else None
+        if fault is not None:
+            self.faults_served += 1
+        return fault
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._chaos = None
+            self.faults_served = 0
             self.requests.clear()
             self.closed_early = 0
 
@@ -131,6 +158,7 @@ class FakeProvider:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
@@ -141,7 +169,7 @@ class FakeProvider:
                 rec = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with fake._lock:
                     fake.requests.append(rec)
-                    fault = fake._faults.popleft() if fake._faults else None
+                    fault = fake._next_fault()
                 if isinstance(fault, Reset):
                     self.connection.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -205,8 +233,9 @@ class FakeProvider:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
+        server = self._server
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"fake-{self.name}", daemon=True
+            target=lambda: server.serve_forever(poll_interval=0.05), name=f"fake-{self.name}", daemon=True
         )
         self._thread.start()
         return self
