@@ -1,5 +1,6 @@
-"""Trace context: read it from the request and gRPC metadata, generate what is missing, and build
-the outbound headers for provider calls.
+"""Trace context: read it from the request and gRPC metadata, generate what is missing, open
+OpenTelemetry spans (server, provider attempt, local inference) and build the outbound headers
+for provider calls.
 
 Precedence (DESIGN.md): the message's `trace` field, then W3C `traceparent`/`tracestate`, then
 `x-trace-id` / `x-span-id` / `x-parent-span-id` / `x-span-name` (and their `x-portkey-*` aliases).
@@ -8,9 +9,21 @@ Malformed ids are ignored, never fatal.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from rerankd.domain import TraceContext
 
@@ -94,3 +107,122 @@ def outbound_headers(trace: TraceContext, request_id_value: str) -> dict[str, st
     if trace.tracestate:
         headers["tracestate"] = trace.tracestate
     return headers
+
+
+# -- OpenTelemetry ------------------------------------------------------------------------------
+
+_CALLER_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "rerankd_caller_trace", default=None
+)
+
+
+class _CallerTraceIds(RandomIdGenerator):
+    """Root spans take the caller's trace id when the caller sent a trace id but no span id."""
+
+    def generate_trace_id(self) -> int:
+        preset = _CALLER_TRACE_ID.get()
+        return preset if preset is not None else super().generate_trace_id()
+
+
+_provider: TracerProvider | None = None
+_tracer: otel.Tracer | None = None
+
+
+def setup(exporter: SpanExporter | None = None, service_name: str = "rerankd") -> TracerProvider:
+    """Install rerankd's tracer. OTLP export when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (the
+    standard OTEL_* variables configure it); `exporter` (tests) replaces that; otherwise spans are
+    created (their ids are propagated) but exported nowhere.
+    """
+    global _provider, _tracer
+    if _provider is not None:
+        _provider.shutdown()
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource, id_generator=_CallerTraceIds())
+    processor: SpanProcessor | None = None
+    if exporter is not None:
+        processor = SimpleSpanProcessor(exporter)
+    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        processor = BatchSpanProcessor(OTLPSpanExporter())
+    if processor is not None:
+        provider.add_span_processor(processor)
+    _provider, _tracer = provider, provider.get_tracer("rerankd")
+    return provider
+
+
+def shutdown() -> None:
+    """Flush and stop span export."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer() -> otel.Tracer:
+    if _tracer is None:
+        setup()
+    assert _tracer is not None
+    return _tracer
+
+
+def _ids(span: otel.Span) -> tuple[str, str]:
+    ctx = span.get_span_context()
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+@contextlib.contextmanager
+def server_span(
+    caller: TraceContext, name: str, attributes: Mapping[str, Any]
+) -> Iterator[tuple[otel.Span, TraceContext]]:
+    """The server span of one call, child of the caller's span; yields it and our TraceContext.
+
+    The span is made current for the block (use it around awaits in one task, not across yields).
+    """
+    parent = otel_context.Context()
+    token = None
+    if caller.span_id:
+        remote = SpanContext(
+            int(caller.trace_id, 16), int(caller.span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
+        )
+        parent = otel.set_span_in_context(NonRecordingSpan(remote), parent)
+    else:
+        token = _CALLER_TRACE_ID.set(int(caller.trace_id, 16))
+    try:
+        with tracer().start_as_current_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes), record_exception=False
+        ) as span:
+            if token is not None:
+                _CALLER_TRACE_ID.reset(token)
+                token = None
+            trace_id, span_id = _ids(span)
+            yield (
+                span,
+                TraceContext(
+                    trace_id=trace_id,
+                    span_id=span_id,
+                    parent_span_id=caller.span_id,
+                    span_name=caller.span_name,
+                    tracestate=caller.tracestate,
+                ),
+            )
+    finally:
+        if token is not None:
+            _CALLER_TRACE_ID.reset(token)
+
+
+@contextlib.contextmanager
+def child_span(
+    name: str, attributes: Mapping[str, Any], kind: SpanKind = SpanKind.INTERNAL
+) -> Iterator[otel.Span]:
+    """A span under the current one (provider attempt: kind CLIENT; local inference: INTERNAL)."""
+    with tracer().start_as_current_span(
+        name, kind=kind, attributes=dict(attributes), record_exception=False
+    ) as span:
+        yield span
+
+
+def inject(headers: Mapping[str, str], span: otel.Span) -> dict[str, str]:
+    """`headers` with traceparent pointing at `span` (the attempt span becomes the provider's parent)."""
+    trace_id, span_id = _ids(span)
+    return {**headers, "traceparent": f"00-{trace_id}-{span_id}-01"}

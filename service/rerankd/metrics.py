@@ -1,0 +1,82 @@
+"""Prometheus instruments, and the /metrics HTTP endpoint on its own port.
+
+Names follow Prometheus conventions (`_total` counters, `_seconds` histograms). Label values are
+bounded: methods, status code names, configured model/provider names, outcomes. Callers' free text
+never becomes a label (an unknown model name is counted as "unknown").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+CALLS = Counter(
+    "rerankd_calls",
+    "Calls answered, by method, status code, model name and provider.",
+    ["method", "status", "model", "provider"],
+    registry=REGISTRY,
+)
+CALL_SECONDS = Histogram(
+    "rerankd_call_duration_seconds",
+    "Call latency in seconds, by method and status code.",
+    ["method", "status"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "rerankd_in_flight_calls", "Calls being served now, by method.", ["method"], registry=REGISTRY
+)
+ATTEMPTS = Counter(
+    "rerankd_provider_attempts",
+    "Provider attempts, by provider, model and outcome (gRPC code name).",
+    ["provider", "model", "outcome"],
+    registry=REGISTRY,
+)
+ATTEMPT_SECONDS = Histogram(
+    "rerankd_provider_attempt_duration_seconds",
+    "Provider attempt latency in seconds, by provider.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "rerankd_retries", "Retries of a provider target, by provider.", ["provider"], registry=REGISTRY
+)
+FALLBACKS = Counter(
+    "rerankd_fallbacks", "Fallbacks from one target to the next, by route name.", ["route"], registry=REGISTRY
+)
+BREAKER_STATE = Gauge(
+    "rerankd_breaker_state",
+    "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+    ["target"],
+    registry=REGISTRY,
+)
+BREAKER_TRANSITIONS = Counter(
+    "rerankd_breaker_transitions",
+    "Breaker state changes, by target and new state.",
+    ["target", "state"],
+    registry=REGISTRY,
+)
+DOCUMENTS = Counter(
+    "rerankd_documents_scored", "Documents scored, by provider.", ["provider"], registry=REGISTRY
+)
+LOCAL_BATCH = Histogram(
+    "rerankd_local_batch_pairs",
+    "Pairs scored per local inference batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+LOCAL_QUEUE_SECONDS = Histogram(
+    "rerankd_local_queue_wait_seconds",
+    "Time local scoring work waited before a thread took it.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Start the /metrics endpoint in a background thread; returns the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    return int(server.server_address[1])
