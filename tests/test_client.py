@@ -120,7 +120,7 @@ async def test_async_client(address: str) -> None:
 
 
 def test_make_traceparent() -> None:
-    value = make_traceparent("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", sampled=False)
+    value = make_traceparent("0AF7651916CD43DD8448EB211C80319C", "b7ad6b7169203331", sampled=False)
     assert value == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
     generated = parse_traceparent(make_traceparent())
     assert generated is not None and len(generated[0]) == 32 and len(generated[1]) == 16

@@ -67,7 +67,7 @@ SERVICE_CONFIG: dict[str, Any] = {
     # server that is down gets the first tries only, not 4x the traffic.
     "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
 }
-"""The gRPC service config every channel of these clients uses (see docs of gRFC A6)."""
+"""The gRPC service config every channel of these clients uses (retries as in gRFC A6)."""
 
 _HEADERS = ("x-trace-id", "x-request-id")
 
@@ -86,7 +86,8 @@ def channel_options(extra: Sequence[tuple[str, Any]] = (), *, retries: bool = Tr
 
 def make_traceparent(trace_id: str | None = None, span_id: str | None = None, *, sampled: bool = True) -> str:
     """A W3C traceparent ("00-<trace id>-<span id>-<flags>"); missing ids are generated."""
-    value = f"00-{trace_id or new_trace_id()}-{span_id or new_span_id()}-{'01' if sampled else '00'}"
+    trace_id, span_id = (trace_id or new_trace_id()).lower(), (span_id or new_span_id()).lower()
+    value = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
     if parse_traceparent(value) is None:
         raise ValueError(f"not a valid traceparent: {value!r} (ids are 32 and 16 lowercase hex characters)")
     return value
