@@ -16,8 +16,13 @@ from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 @contextlib.asynccontextmanager
 async def running_app(**overrides: Any) -> AsyncIterator[App]:
-    """A started server (port 0 on 127.0.0.1) built from Settings(**overrides); drained after."""
-    settings = Settings(**{"host": "127.0.0.1", "port": 0, "grace_period_s": 1.0, **overrides})
+    """A started server (gRPC and HTTP on port 0 of 127.0.0.1) from Settings(**overrides); drained after.
+
+    The HTTP API's bound port is `app.http_port` (0 when http_enabled=False).
+    """
+    settings = Settings(
+        **{"host": "127.0.0.1", "port": 0, "http_port": 0, "grace_period_s": 1.0, **overrides}
+    )
     app = build(settings)
     await app.start()
     try:

@@ -66,7 +66,10 @@ def server_process(
     log_path = tmp_path / f"rerankd-{port}.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
     child_env.update(env or {})
-    cmd = [sys.executable, "-m", "rerankd.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    # The HTTP API gets a free port too (a test's own --http-port / --no-http comes later and wins).
+    http = ["--http-port", str(free_port())]
+    cmd = [sys.executable, "-m", "rerankd.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += [*http, *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=ROOT)
     server = ServerProcess(address, proc, log_path)

@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--bind", action="append", help="extra address, e.g. unix:///tmp/rerankd.sock (repeatable)"
     )
+    serve.add_argument("--http-host", help="HTTP API listen address (default: --host; RERANKD_HTTP_HOST)")
+    serve.add_argument("--http-port", type=int, help="HTTP API port (default 8080; RERANKD_HTTP_PORT)")
+    serve.add_argument(
+        "--no-http", dest="http_enabled", action="store_false", default=None, help="serve gRPC only"
+    )
     serve.add_argument("--config", help="YAML file of providers and routes (RERANKD_CONFIG)")
     serve.add_argument(
         "--grace-period", type=float, help="seconds in-flight calls get on SIGTERM (default 10)"
@@ -158,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         bind=args.bind,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        http_enabled=args.http_enabled,
         config=args.config,
         grace_period_s=args.grace_period,
         model_dir=args.model_dir,

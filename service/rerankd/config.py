@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra listen addresses, e.g. unix:///sock/rerankd.sock (comma-separated in env).",
     )
+    http_enabled: bool = Field(True, description="Serve the HTTP/JSON API (Cohere/Pinecone/Portkey/TEI).")
+    http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
     grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
     max_receive_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC receive limit.")
     max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send limit.")

@@ -1,6 +1,7 @@
 """Wiring and lifecycle: build providers and router from settings, serve gRPC (+ health,
-reflection), and drain on SIGTERM/SIGINT: health NOT_SERVING, stop accepting, let in-flight calls
-finish within the grace period, close providers, exit 0.
+reflection) and the HTTP/JSON API (its own port, same event loop), and drain on SIGTERM/SIGINT:
+health NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close
+providers, exit 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rerankd.api.grpc_api import RerankServicer
+from rerankd.api.http_api import HttpServer, create_app
+from rerankd.api.pipeline import Pipeline
 from rerankd.config import LOCAL_PROVIDER, ProviderConfig, Settings
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
@@ -44,6 +47,9 @@ class App:
     http: HttpClient
     addresses: list[str] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
+    http_server: HttpServer | None = None  # the HTTP/JSON API; None when http_enabled is off
+    http_address: str = ""  # host:port it listens on, once started
+    http_port: int = 0  # its bound port, once started (0: not serving HTTP)
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
@@ -58,10 +64,16 @@ class App:
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         for name in READY_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.http_server is not None:
+            self.http_port = self.http_server.bind()  # bound now, served once providers are loaded
+            self.http_address = self.http_server.address
         await self.server.start()
         _LOG.info("listening on %s", ", ".join(self.addresses))
         for provider in self.providers.values():
             await provider.start()
+        if self.http_server is not None:
+            await self.http_server.start(self.settings.grace_period_s)
+            _LOG.info("HTTP API on http://%s", self.http_address)
         for name in READY_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info("serving")
@@ -71,7 +83,10 @@ class App:
         grace = self.settings.grace_period_s if grace is None else grace
         _LOG.info("draining (grace %.1fs)", grace)
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        stopping = [self.server.stop(grace)]
+        if self.http_server is not None:
+            stopping.append(self.http_server.stop(grace))
+        await asyncio.gather(*stopping)
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
@@ -105,13 +120,17 @@ def build(settings: Settings) -> App:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     rerank_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(router, settings), server)
+    http_server = None
+    if settings.http_enabled:
+        http_app = create_app(Pipeline(router, settings), settings)
+        http_server = HttpServer(http_app, settings.http_host or settings.host, settings.http_port)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    return App(settings, server, health_servicer, router, providers, http)
+    return App(settings, server, health_servicer, router, providers, http, http_server=http_server)
 
 
 async def serve(settings: Settings) -> None:

@@ -10,17 +10,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from rerankd import errors, tracing
-from rerankd.api import convert
+from rerankd import errors
+from rerankd.api import convert, pipeline
 from rerankd.config import Settings
 from rerankd.domain import Ranked, TraceContext
 from rerankd.router import Router
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
-from rerankd.validation import validate
 
 _LOG = logging.getLogger("rerankd.api")
-_ACCESS = logging.getLogger("rerankd.access")
 _STREAM_MESSAGE_BYTES = 256 * 1024  # results per stream message are packed up to about this size
 _BATCH_PARALLELISM = 16
 
@@ -38,6 +36,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
     def __init__(self, router: Router, settings: Settings) -> None:
         self.router = router
         self.settings = settings
+        self.pipeline = pipeline.Pipeline(router, settings)
 
     async def _serve(
         self,
@@ -48,19 +47,12 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
     ) -> _Served:
         request_id, trace = ids
         query = convert.to_query(request, trace=trace, request_id=request_id, metadata={})
-        validate(query)
-        budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
-        deadline = time.monotonic() + budget
-        ranked = await self.router.rerank(
-            query, deadline=deadline, headers=tracing.outbound_headers(trace, request_id)
-        )
+        ranked = await self.pipeline.rerank(query, time_remaining)
         return _Served(ranked, request_id, trace)
 
     @staticmethod
     def _ids(request: pb.RerankRequest, metadata: Mapping[str, str]) -> tuple[str, TraceContext]:
-        request_id = tracing.request_id(request.request_id, metadata)
-        caller = tracing.incoming(_trace_from(request.trace), metadata)
-        return request_id, tracing.server_trace(caller)
+        return pipeline.identify(request.request_id, _trace_from(request.trace), metadata)
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         metadata = _metadata(context.invocation_metadata())
@@ -204,22 +196,15 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         status: str,
         ranked: Ranked | None,
     ) -> None:
-        if not _ACCESS.isEnabledFor(logging.INFO):
-            return
-        _ACCESS.info(
-            "call",
-            extra={
-                "access": {
-                    "method": method,
-                    "status": status,
-                    "request_id": request_id,
-                    "trace_id": trace.trace_id,
-                    "model": request.model or "default",
-                    "provider": ranked.provider if ranked else "",
-                    "documents": len(request.documents),
-                    "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
-                }
-            },
+        pipeline.log_access(
+            method=method,
+            status=status,
+            request_id=request_id,
+            trace_id=trace.trace_id,
+            model=request.model,
+            provider=ranked.provider if ranked else "",
+            documents=len(request.documents),
+            started=started,
         )
 
 

@@ -1,0 +1,124 @@
+"""The curl examples of docs/http-api.md, run as written (only the port changes) against a live
+server: each must answer in its dialect's shape, rank as the doc says, and match the sample answer
+printed under it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from rerankd.api import http_api
+from rerankd.server import App
+
+from tests.support import ROOT
+
+DOC = ROOT / "docs" / "http-api.md"
+DOC_ADDRESS = "http://127.0.0.1:8080"
+_EXAMPLE = re.compile(
+    r"<!-- expect: (?P<expect>[^>]*?) -->\s*"
+    r"```bash\n(?P<command>.*?)```\s*"
+    r"```(?:json|http)\n(?P<sample>.*?)```",
+    re.S,
+)
+_SHAPES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "cohere-v1": (http_api.CohereResponse, http_api.CohereError),
+    "cohere-v2": (http_api.CohereResponse, http_api.CohereError),
+    "portkey": (http_api.PortkeyResponse, http_api.PortkeyError),
+    "pinecone": (http_api.PineconeResponse, http_api.PineconeError),
+    "tei": (http_api.TeiResponse, http_api.TeiError),
+}
+
+
+@dataclass
+class Example:
+    expect: dict[str, str]
+    command: str
+    sample: str
+
+    @property
+    def dialect(self) -> str:
+        return self.expect["dialect"]
+
+
+def examples() -> list[Example]:
+    found = []
+    for match in _EXAMPLE.finditer(DOC.read_text(encoding="utf-8")):
+        expect = dict(pair.split("=", 1) for pair in match["expect"].split())
+        found.append(Example(expect, match["command"].strip(), match["sample"].strip()))
+    return found
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def parse(output: str, with_headers: bool) -> Answer:
+    """curl's output: the body, or with -i the status line and headers, a blank line, the body."""
+    if not with_headers:
+        return Answer(200, {}, json.loads(output))
+    head, _, body = output.replace("\r\n", "\n").partition("\n\n")
+    status_line, *lines = head.split("\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Answer(int(status_line.split()[1]), headers, json.loads(body))
+
+
+def ranking(dialect: str, body: Any) -> list[tuple[int, float]]:
+    items = body if dialect == "tei" else body["data"] if dialect == "pinecone" else body["results"]
+    return [(item["index"], item.get("relevance_score", item.get("score"))) for item in items]
+
+
+def test_the_doc_has_an_example_for_every_dialect_and_an_error() -> None:
+    found = examples()
+    assert {e.dialect for e in found} == set(_SHAPES)
+    assert any(int(e.expect.get("status", "200")) >= 400 for e in found)
+    for example in found:
+        assert example.command.startswith("curl ") and DOC_ADDRESS in example.command
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("example", examples(), ids=lambda e: f"{e.dialect}-{e.expect.get('status', '200')}")
+async def test_the_curl_example_works_as_written(local_app: App, example: Example) -> None:
+    command = example.command.replace(DOC_ADDRESS, f"http://{local_app.http_address}")
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    with_headers = " -i " in f" {command} "
+    answer = parse(stdout.decode(), with_headers)
+    sample = parse(example.sample, with_headers)
+
+    status = int(example.expect.get("status", "200"))
+    assert answer.status == sample.status == status
+    ok_shape, error_shape = _SHAPES[example.dialect]
+    (ok_shape if status < 400 else error_shape).model_validate(answer.body)
+    for key, value in example.expect.items():
+        if key.startswith("header:"):
+            assert answer.headers[key.removeprefix("header:")] == value
+            assert sample.headers[key.removeprefix("header:")] == value
+    if status >= 400:
+        assert answer.body == sample.body
+        return
+    live, printed = ranking(example.dialect, answer.body), ranking(example.dialect, sample.body)
+    assert live[0][0] == int(example.expect["best"])
+    assert [i for i, _ in live] == [i for i, _ in printed]
+    assert [s for _, s in live] == pytest.approx([s for _, s in printed], abs=1e-4)
+    assert unscored(example.dialect, answer.body) == unscored(example.dialect, sample.body)
+
+
+def unscored(dialect: str, body: Any) -> list[dict[str, Any]]:
+    """The results without their scores: indices and echoed documents or texts."""
+    items = body if dialect == "tei" else body["data"] if dialect == "pinecone" else body["results"]
+    return [{k: v for k, v in item.items() if k not in ("relevance_score", "score")} for item in items]
