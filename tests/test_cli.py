@@ -14,7 +14,9 @@ from tests.support import server_process
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rerankd.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rerankd.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,15 @@ def test_rerank_table_json_stream_and_file(server, tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     first_row = table.stdout.splitlines()[2]
     assert "Apple Inc." in first_row
-    as_json = json.loads(cli("rerank", APPLE_QUERY, *docs, "--json", "--stream", "--target", server.address).stdout)
+    as_json = json.loads(
+        cli("rerank", APPLE_QUERY, *docs, "--json", "--stream", "--target", server.address).stdout
+    )
     assert as_json["results"][0]["text"].startswith("Apple Inc.")
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(FRANCE_DOCS)))
-    from_file = json.loads(cli("rerank", FRANCE_QUERY, "--file", str(jsonl), "--json", "--target", server.address).stdout)
+    from_file = json.loads(
+        cli("rerank", FRANCE_QUERY, "--file", str(jsonl), "--json", "--target", server.address).stdout
+    )
     assert from_file["results"][0]["text"] == "Paris is the capital of France."
 
 

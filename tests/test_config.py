@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rerankd.config import ProviderConfig, load_settings
 
 
@@ -17,7 +16,9 @@ def test_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "rerankd.yaml"
-    config.write_text("port: 6000\ngrace_period_s: 3\nproviders:\n  co: {kind: cohere, api_key_env: MY_KEY}\n")
+    config.write_text(
+        "port: 6000\ngrace_period_s: 3\nproviders:\n  co: {kind: cohere, api_key_env: MY_KEY}\n"
+    )
     monkeypatch.setenv("RERANKD_CONFIG", str(config))
     monkeypatch.setenv("RERANKD_GRACE_PERIOD_S", "7")
     monkeypatch.setenv("RERANKD_BIND", "unix:///tmp/a.sock, 127.0.0.1:7000")
@@ -27,15 +28,22 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.providers["co"].kind == "cohere"
 
 
-def test_keys_resolve_from_env_or_file_and_never_print(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_resolve_from_env_or_file_and_never_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MY_KEY", "canary-key-123456")
     from_env = ProviderConfig(kind="cohere", api_key_env="MY_KEY")
     assert from_env.resolve_api_key().get_secret_value() == "canary-key-123456"
     key_file = tmp_path / "key"
     key_file.write_text("file-key-987654\n")
     from_file = ProviderConfig(kind="cohere", api_key_file=key_file, api_key="inline-canary-0000")
-    assert "inline-canary-0000" not in repr(from_file) and "inline-canary-0000" not in str(from_file.model_dump())
-    assert ProviderConfig(kind="cohere", api_key_file=key_file).resolve_api_key().get_secret_value() == "file-key-987654"
+    assert "inline-canary-0000" not in repr(from_file) and "inline-canary-0000" not in str(
+        from_file.model_dump()
+    )
+    assert (
+        ProviderConfig(kind="cohere", api_key_file=key_file).resolve_api_key().get_secret_value()
+        == "file-key-987654"
+    )
 
 
 def test_unknown_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

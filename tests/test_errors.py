@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-
 from rerankd import errors
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
+
 from tests.examples import FRANCE_BEST, FRANCE_DOCS, FRANCE_QUERY
 from tests.support import server_process
 
@@ -27,19 +27,25 @@ def test_health_reflection_and_unix_socket(tmp_path: Path) -> None:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
             reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
-            answers = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+            answers = list(
+                reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+            )
             names = {s.name for s in answers[0].list_services_response.service}
             assert {"rerankd.v1.RerankService", "grpc.health.v1.Health"} <= names
         with grpc.insecure_channel(f"unix://{sock}") as channel:
             reply = pb_grpc.RerankServiceStub(channel).Rerank(
-                pb.RerankRequest(query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in FRANCE_DOCS]), timeout=30
+                pb.RerankRequest(query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in FRANCE_DOCS]),
+                timeout=30,
             )
             assert reply.results[0].index == FRANCE_BEST
         assert '"msg": "serving"' in server.log()
 
 
 def test_sigterm_drains_a_stream_in_flight_then_exits_zero(tmp_path: Path) -> None:
-    docs = [pb.Document(text=f"Paris is a city in France with {i} bridges and many old streets. " * 6) for i in range(120)]
+    docs = [
+        pb.Document(text=f"Paris is a city in France with {i} bridges and many old streets. " * 6)
+        for i in range(120)
+    ]
     with server_process("--grace-period", "60", tmp_path=tmp_path) as server:
         channel = grpc.insecure_channel(server.address)
         health_updates: list[int] = []

@@ -19,7 +19,9 @@ def test_traceparent_is_read_and_malformed_values_ignored() -> None:
 
 def test_message_field_wins_over_headers_and_portkey_aliases_work() -> None:
     other = "1" * 32
-    ctx = tracing.incoming(TraceContext(trace_id=TRACE, span_id=SPAN), {"traceparent": f"00-{other}-{SPAN}-01"})
+    ctx = tracing.incoming(
+        TraceContext(trace_id=TRACE, span_id=SPAN), {"traceparent": f"00-{other}-{SPAN}-01"}
+    )
     assert ctx.trace_id == TRACE
     ctx = tracing.incoming(TraceContext(), {"x-portkey-trace-id": TRACE, "x-portkey-span-id": SPAN})
     assert (ctx.trace_id, ctx.span_id) == (TRACE, SPAN)

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from rerankd.v1 import rerank_pb2 as pb
+
 from tests.examples import APPLE_BEST, APPLE_DOCS, APPLE_QUERY, FRANCE_BEST, FRANCE_DOCS, FRANCE_QUERY
 
 
@@ -15,7 +15,9 @@ def request(query: str, docs: list[str], **kwargs: object) -> pb.RerankRequest:
     return pb.RerankRequest(query=query, documents=[pb.Document(text=d) for d in docs], **kwargs)
 
 
-async def stream_results(stub, req: pb.RerankRequest, **kwargs: object) -> tuple[list, pb.RerankStreamHeader, pb.RerankStreamSummary]:
+async def stream_results(
+    stub, req: pb.RerankRequest, **kwargs: object
+) -> tuple[list, pb.RerankStreamHeader, pb.RerankStreamSummary]:
     header, summary, results = None, None, []
     async for message in stub.RerankStream(pb.RerankStreamRequest(request=req, **kwargs), timeout=30):
         kind = message.WhichOneof("event")
@@ -61,7 +63,9 @@ async def test_seed_examples_unary_and_stream_agree(stub, query: str, docs: list
 
     streamed, header, summary = await stream_results(stub, request(query, docs))
     assert header.total_results == len(docs) and header.provider == "local"
-    assert [(r.index, r.relevance_score) for r in streamed] == [(r.index, r.relevance_score) for r in unary.results]
+    assert [(r.index, r.relevance_score) for r in streamed] == [
+        (r.index, r.relevance_score) for r in unary.results
+    ]
     assert summary.usage.documents == len(docs)
 
 
@@ -81,9 +85,13 @@ async def test_top_n_and_return_documents(stub) -> None:
 async def test_rank_fields_score_the_named_fields(stub) -> None:
     docs = [
         pb.Document(text="unrelated filler", fields={"title": "Paris is the capital of France."}),
-        pb.Document(text="Paris is the capital of France.", fields={"title": "Madrid is the capital of Spain."}),
+        pb.Document(
+            text="Paris is the capital of France.", fields={"title": "Madrid is the capital of Spain."}
+        ),
     ]
-    reply = await stub.Rerank(pb.RerankRequest(query=FRANCE_QUERY, documents=docs, rank_fields=["title"]), timeout=30)
+    reply = await stub.Rerank(
+        pb.RerankRequest(query=FRANCE_QUERY, documents=docs, rank_fields=["title"]), timeout=30
+    )
     assert reply.results[0].index == 0
 
 
