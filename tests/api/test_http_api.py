@@ -10,6 +10,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import cohere
@@ -22,6 +23,7 @@ from rerankd import errors
 from rerankd.api import http_api
 from rerankd.api.pipeline import Pipeline
 from rerankd.config import ProviderConfig
+from rerankd.domain import Scored, Usage
 from rerankd.server import App
 
 from tests.conftest import running_app
@@ -609,3 +611,18 @@ async def serving(app: Any) -> AsyncIterator[str]:
         yield f"http://{server.address}"
     finally:
         await server.stop(0.5)
+
+
+async def test_a_cached_answer_is_marked_as_over_grpc(local_app: App) -> None:
+    class Cached(Pipeline):
+        async def rerank(self, query, time_remaining=None):  # type: ignore[no-untyped-def]
+            scored = [Scored(i, 1.0 / (i + 1)) for i in range(len(query.documents))]
+            return SimpleNamespace(
+                results=scored, usage=Usage(), provider="local", model=LOCAL_MODEL, attempts=[], cache="hit"
+            )
+
+    app = http_api.create_app(Cached(local_app.router, local_app.settings), local_app.settings)
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+        reply = await client.post("/v2/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert reply.status_code == 200 and reply.headers["x-cache"] == "hit"
+    assert reply.headers["x-attempts"] == "0" and [r["index"] for r in reply.json()["results"]] == [0, 1]

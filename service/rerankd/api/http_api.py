@@ -709,6 +709,9 @@ class RerankHttpApi:
             payload = dialect.render(ranked, body, ids)
             out_headers["x-provider"] = ranked.provider
             out_headers["x-attempts"] = str(len(ranked.attempts))
+            cache = getattr(ranked, "cache", "")  # "hit"/"miss" where the route caches answers
+            if cache:
+                out_headers["x-cache"] = cache
             out_headers.update(dialect.headers(ranked, body, started))
             log_access(
                 method=method,
