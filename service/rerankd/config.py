@@ -16,7 +16,10 @@ YAML shape (every key optional):
       default:                     # alias a request names in RerankRequest.model
         targets:
           - {provider: cohere, model: rerank-v3.5}
-          - {provider: local}      # fallback
+          - {provider: local, priority: 1}   # fallback
+        retry: {max_attempts: 3}   # RetryConfig; cache: CacheConfig (off by default)
+
+Retries, circuit breaking, backpressure and the response cache are described in docs/routing.md.
 """
 
 from __future__ import annotations
@@ -38,6 +41,52 @@ LOCAL_PROVIDER = "local"
 DEFAULT_ALIAS = "default"
 
 
+class BreakerConfig(BaseModel):
+    """Circuit breaker of each target (provider + model) of a provider: skip it while it fails."""
+
+    enabled: bool = Field(True, description="Trip the breaker on failures; off = always try the target.")
+    consecutive_failures: int = Field(5, ge=1, description="Open after this many failures in a row.")
+    failure_rate: float = Field(
+        0.5, gt=0, le=1, description="Open when this share of the last `window` calls failed."
+    )
+    window: int = Field(20, ge=1, description="Calls the failure rate is measured over.")
+    min_calls: int = Field(10, ge=1, description="Calls in the window before the failure rate counts.")
+    open_s: float = Field(10.0, gt=0, description="Time the target is skipped before a half-open probe.")
+    half_open_probes: int = Field(1, ge=1, description="Probe calls let through at once when half-open.")
+
+    model_config = {"extra": "forbid"}
+
+
+class RetryConfig(BaseModel):
+    """Retries of one target on retryable failures (429, 5xx, connection errors, attempt timeouts)."""
+
+    max_attempts: int = Field(
+        2, ge=1, le=10, description="Tries per target, the first included (1 = no retry)."
+    )
+    initial_backoff_s: float = Field(0.1, ge=0, description="Cap of the first back-off (full jitter).")
+    max_backoff_s: float = Field(2.0, ge=0, description="Largest back-off cap.")
+    multiplier: float = Field(2.0, ge=1, description="Growth of the back-off cap per retry.")
+    max_retry_after_s: float = Field(
+        10.0, ge=0, description="Longest Retry-After honoured; a longer one goes to the next target."
+    )
+    attempt_timeout_s: float | None = Field(
+        None, gt=0, description="Most time one attempt may take (default: the provider's timeout_s)."
+    )
+
+    model_config = {"extra": "forbid"}
+
+
+class CacheConfig(BaseModel):
+    """In-memory response cache of one route (off by default)."""
+
+    enabled: bool = Field(False, description="Answer repeated identical requests from memory.")
+    ttl_s: float = Field(300.0, gt=0, description="How long an answer stays valid.")
+    max_entries: int = Field(1024, ge=1, description="Most answers kept (least recently used go first).")
+    max_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Most memory the kept answers take.")
+
+    model_config = {"extra": "forbid"}
+
+
 class ProviderConfig(BaseModel):
     """One provider instance. Keys come from an env var or a file, never from a request."""
 
@@ -47,7 +96,10 @@ class ProviderConfig(BaseModel):
     api_key_env: str | None = Field(None, description="Environment variable holding the key.")
     api_key_file: Path | None = Field(None, description="File holding the key (e.g. a mounted Secret).")
     timeout_s: float = Field(30.0, gt=0, description="Most time one provider call may take.")
-    max_concurrency: int = Field(64, ge=1, description="Most calls in flight to this provider.")
+    max_concurrency: int = Field(
+        64, ge=1, description="Most calls in flight to each target of this provider (then a bounded wait)."
+    )
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker per target.")
     models: list[str] = Field(default_factory=list, description="Models served under their own names.")
     forward_metadata: list[str] = Field(
         default_factory=list, description="Caller metadata keys forwarded to this provider ('*' = all)."
@@ -82,6 +134,11 @@ class RouteConfig(BaseModel):
     """A model alias: targets tried in priority order, weighted within a priority."""
 
     targets: list[TargetConfig] = Field(min_length=1)
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries of each target.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Response cache (off by default).")
+    chunk_concurrency: int = Field(
+        8, ge=1, description="Chunks of one over-long request scored at once on a target."
+    )
 
     model_config = {"extra": "forbid"}
 
@@ -107,6 +164,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Budget for a call whose caller set no gRPC deadline."
     )
     max_concurrent_rpcs: int = Field(1024, ge=1, description="Calls in flight before RESOURCE_EXHAUSTED.")
+    max_concurrent_requests: int = Field(
+        512, ge=1, description="Rerank requests served at once (all front doors); then a bounded wait."
+    )
+    queue_timeout_s: float = Field(
+        0.25, ge=0, description="Bounded wait for a free slot (server or target) before RESOURCE_EXHAUSTED."
+    )
     log_level: str = Field("INFO", description="Python log level.")
     model_dir: Path | None = Field(
         None, description="Embedded model directory (model.onnx + tokenizer.json); default: bundled."

@@ -101,6 +101,7 @@ class Ranked:
     provider: str
     model: str
     attempts: list[Attempt] = field(default_factory=list)
+    cache: str = ""  # "hit" or "miss" when the route caches answers; "" when it does not
 
 
 def render_text(doc: Document, rank_fields: Sequence[str]) -> str | None:

@@ -2,26 +2,63 @@
 
 A name resolves to an ordered list of targets: a route alias from the config, a model a provider
 serves under its own name, or an explicit "provider/model". Targets are tried in priority order
-(weighted shuffle among equal priorities); a retryable failure falls over to the next target, a
-caller error (INVALID_ARGUMENT) is returned at once. Every attempt gets a timeout inside the
-caller's remaining deadline. Lists longer than a target's `max_documents` are split into chunks
-scored concurrently (bounded), merged by score, and `top_n` is applied after the merge.
+(weighted shuffle among equal priorities). For one request the router:
+
+1. answers from the route's response cache when it has one and the request was seen (cache.py);
+2. takes a server-wide slot, waiting a bounded time (resilience/limits.py);
+3. for each target in order: skips it when its circuit breaker is open (resilience/breaker.py),
+   splits the documents into chunks of at most the target's `max_documents`, and makes each call
+   under the target's own concurrency limit with a timeout inside the caller's deadline,
+   retrying retryable failures with jittered exponential back-off and Retry-After
+   (resilience/retry.py);
+4. falls over to the next target when a target fails, returns a caller error (INVALID_ARGUMENT)
+   at once, and stops when the deadline leaves no time for another attempt.
+
+All chunks of one answer come from one target, so their scores come from one model and are
+comparable; they are merged by score and `top_n` is applied after the merge. Every call is
+recorded in `Ranked.attempts`; retries, fallbacks, breaker transitions, overloads and cache
+lookups are counted in `Router.events`. Cancellation (the caller hung up, the deadline passed)
+propagates into the provider calls, which close their connections; no attempt starts after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from rerankd import errors
-from rerankd.config import DEFAULT_ALIAS, LOCAL_PROVIDER, RouteConfig
+from rerankd.cache import ResponseCache
+from rerankd.config import (
+    DEFAULT_ALIAS,
+    LOCAL_PROVIDER,
+    BreakerConfig,
+    ProviderConfig,
+    RetryConfig,
+    RouteConfig,
+    Settings,
+)
 from rerankd.domain import Attempt, Ranked, RerankQuery, Scored, Usage
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
+from rerankd.resilience.breaker import CircuitBreaker, Permit, State
+from rerankd.resilience.events import EventCounter
+from rerankd.resilience.limits import ConcurrencyLimit
+from rerankd.resilience.retry import (
+    MIN_ATTEMPT_S,
+    Disposition,
+    breaker_verdict,
+    classify,
+    normalise,
+    retry_delay,
+)
 
-_MIN_ATTEMPT_S = 0.005  # below this, an attempt cannot succeed: fail with DEADLINE_EXCEEDED
+_LOG = logging.getLogger("rerankd.router")
+_MAX_TARGET_STATES = 1024  # breakers + limits kept for ad-hoc "provider/model" names
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,28 +84,76 @@ class ModelEntry:
     targets: Sequence[Target]
 
 
+@dataclass(slots=True)
+class RoutePolicy:
+    """How requests for one name are served: retries, cache and chunk concurrency."""
+
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    cache: ResponseCache | None = None
+    chunk_concurrency: int = 8
+
+    @classmethod
+    def from_config(cls, route: RouteConfig) -> RoutePolicy:
+        cache = ResponseCache(route.cache) if route.cache.enabled else None
+        return cls(route.retry, cache, route.chunk_concurrency)
+
+
+@dataclass(slots=True)
+class TargetState:
+    """What the router keeps per target: its circuit breaker and its concurrency limit."""
+
+    breaker: CircuitBreaker
+    limit: ConcurrencyLimit
+
+
 class Router:
-    """Resolves names and runs requests across targets with fallbacks, deadlines and chunking."""
+    """Resolves names and runs requests across targets with retries, fallbacks and limits."""
 
     def __init__(
         self,
         providers: Mapping[str, Provider],
         routes: Mapping[str, Sequence[Target]],
         *,
+        policies: Mapping[str, RoutePolicy] | None = None,
+        provider_configs: Mapping[str, ProviderConfig] | None = None,
+        max_concurrent_requests: int = 512,
+        queue_timeout_s: float = 0.25,
         max_chunk_concurrency: int = 8,
         rng: random.Random | None = None,
+        events: EventCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.providers = dict(providers)
         self.routes = {name: list(targets) for name, targets in routes.items()}
+        self.policies = dict(policies or {})
+        self.provider_configs = dict(provider_configs or {})
         self.max_chunk_concurrency = max_chunk_concurrency
+        self.queue_timeout_s = queue_timeout_s
+        self.events = events or EventCounter()
+        self.server_limit = ConcurrencyLimit(
+            "server",
+            max_concurrent_requests,
+            scope="server",
+            on_reject=lambda: self.events.emit("overload", scope="server", target=""),
+        )
+        self._default_policy = RoutePolicy(chunk_concurrency=max_chunk_concurrency)
         self._rng = rng or random.Random()
+        self._clock = clock
+        self._targets: OrderedDict[str, TargetState] = OrderedDict()
         self._direct: dict[str, list[Target]] = {}
         for provider in self.providers.values():
             for model in provider.models():
                 self._direct.setdefault(model, [Target(provider, model)])
 
     @classmethod
-    def from_config(cls, providers: Mapping[str, Provider], routes: Mapping[str, RouteConfig]) -> Router:
+    def from_config(
+        cls,
+        providers: Mapping[str, Provider],
+        routes: Mapping[str, RouteConfig],
+        *,
+        provider_configs: Mapping[str, ProviderConfig] | None = None,
+        settings: Settings | None = None,
+    ) -> Router:
         """Build from configured routes; `default` goes to the local model unless configured."""
         built: dict[str, list[Target]] = {}
         for alias, route in routes.items():
@@ -87,10 +172,24 @@ class Router:
         local = providers.get(LOCAL_PROVIDER)
         if DEFAULT_ALIAS not in built and local is not None:
             built[DEFAULT_ALIAS] = [Target(local, next(iter(local.models())))]
-        return cls(providers, built)
+        policies = {alias: RoutePolicy.from_config(route) for alias, route in routes.items()}
+        settings = settings or Settings()
+        return cls(
+            providers,
+            built,
+            policies=policies,
+            provider_configs=provider_configs,
+            max_concurrent_requests=settings.max_concurrent_requests,
+            queue_timeout_s=settings.queue_timeout_s,
+        )
 
+    # -- names ---------------------------------------------------------------------------------
     def entries(self) -> list[ModelEntry]:
-        listed = [ModelEntry(name, True, targets) for name, targets in sorted(self.routes.items())]
+        """Names for ListModels; each alias's targets in fallback (priority) order."""
+        listed = [
+            ModelEntry(name, True, sorted(targets, key=lambda t: t.priority))
+            for name, targets in sorted(self.routes.items())
+        ]
         listed += [
             ModelEntry(name, False, targets)
             for name, targets in sorted(self._direct.items())
@@ -126,82 +225,169 @@ class Router:
                 group.remove(pick)
         return ordered
 
+    def policy(self, name: str) -> RoutePolicy:
+        """The policy requests for `name` are served with (defaults for direct model names)."""
+        return self.policies.get(name or DEFAULT_ALIAS, self._default_policy)
+
+    def target_state(self, target: Target) -> TargetState:
+        """The breaker and concurrency limit of `target` (created on first use)."""
+        label = target.label
+        state = self._targets.get(label)
+        if state is not None:
+            self._targets.move_to_end(label)
+            return state
+        config = self.provider_configs.get(target.provider.name)
+        breaker_config = config.breaker if config is not None else BreakerConfig()
+        state = TargetState(
+            CircuitBreaker(label, breaker_config, clock=self._clock, on_transition=self._transition),
+            ConcurrencyLimit(
+                label,
+                config.max_concurrency if config is not None else 64,
+                scope="target",
+                on_reject=lambda: self.events.emit("overload", scope="target", target=label),
+            ),
+        )
+        self._targets[label] = state
+        if len(self._targets) > _MAX_TARGET_STATES:
+            self._forget_idle()
+        return state
+
+    def breaker_states(self) -> dict[str, State]:
+        """The state of every target's breaker seen so far (for health and metrics)."""
+        return {label: state.breaker.state for label, state in self._targets.items()}
+
+    # -- serving -------------------------------------------------------------------------------
     async def rerank(
         self, query: RerankQuery, *, deadline: float, headers: Mapping[str, str] | None = None
     ) -> Ranked:
         """Serve `query` before `deadline` (a time.monotonic() value)."""
+        name = query.model or DEFAULT_ALIAS
+        targets = self.resolve(name)
+        policy = self.policy(name)
+        key = None
+        if policy.cache is not None:
+            key = policy.cache.key(name, query)
+            hit = policy.cache.get(key)
+            self.events.emit("cache", route=name, result="hit" if hit else "miss")
+            if hit is not None:
+                return hit
+        async with self.server_limit.slot(self._wait(deadline)):
+            ranked = await self._run(name, targets, policy, query, deadline, headers or {})
+        if policy.cache is not None and key is not None:
+            policy.cache.put(key, ranked)
+            ranked.cache = "miss"
+        return ranked
+
+    async def _run(
+        self,
+        name: str,
+        targets: Sequence[Target],
+        policy: RoutePolicy,
+        query: RerankQuery,
+        deadline: float,
+        headers: Mapping[str, str],
+    ) -> Ranked:
         attempts: list[Attempt] = []
-        last: errors.RerankError | None = None
-        for target in self.resolve(query.model):
-            remaining = deadline - time.monotonic()
-            if remaining < _MIN_ATTEMPT_S:
+        failures: list[errors.RerankError] = []
+        previous: Target | None = None
+        for target in targets:
+            if deadline - self._clock() < MIN_ATTEMPT_S:
                 break
-            started = time.perf_counter()
+            if previous is not None:
+                self.events.emit("fallback", route=name, from_target=previous.label, to_target=target.label)
+            previous = target
             try:
-                result = await self._attempt(target, query, deadline, headers or {})
+                result = await self._on_target(target, policy, query, deadline, headers, attempts)
             except errors.RerankError as exc:
-                attempts.append(_attempt_record(target, exc.code.name, started, str(exc)))
-                last = exc
-                if not (exc.retryable or isinstance(exc, errors.ProviderMisconfigured)):
+                if classify(exc) is Disposition.FATAL:
                     raise
+                failures.append(exc)
                 continue
-            attempts.append(_attempt_record(target, "OK", started, ""))
             return Ranked(
                 _rank(result.scores, query.top_n), result.usage, target.provider.name, result.model, attempts
             )
-        if last is None or time.monotonic() >= deadline - _MIN_ATTEMPT_S:
-            raise errors.DeadlineExceeded(
-                f"deadline exceeded after {len(attempts)} attempt(s)", provider=last.provider if last else ""
+        raise self._final_error(failures, attempts, deadline)
+
+    def _final_error(
+        self, failures: Sequence[errors.RerankError], attempts: Sequence[Attempt], deadline: float
+    ) -> errors.RerankError:
+        """What to report when no target answered: the deadline, else the most useful failure."""
+        if not failures or deadline - self._clock() < MIN_ATTEMPT_S:
+            provider = failures[-1].provider if failures else ""
+            return errors.DeadlineExceeded(
+                f"deadline exceeded after {len(attempts)} attempt(s)", provider=provider
             )
-        raise last
+        retryable = [f for f in failures if f.retryable]
+        return retryable[-1] if retryable else failures[-1]
 
-    async def _attempt(
-        self, target: Target, query: RerankQuery, deadline: float, headers: Mapping[str, str]
+    async def _on_target(
+        self,
+        target: Target,
+        policy: RoutePolicy,
+        query: RerankQuery,
+        deadline: float,
+        headers: Mapping[str, str],
+        attempts: list[Attempt],
     ) -> ProviderResult:
-        provider_timeout = getattr(target.provider, "timeout_s", None)
-        remaining = deadline - time.monotonic()
-        timeout = min(remaining, provider_timeout) if provider_timeout else remaining
-        limit = target.provider.capabilities(target.model).max_documents
-        documents = query.documents
-        chunked = limit is not None and len(documents) > limit
-        call = ProviderCall(
-            model=target.model,
-            query=query.query,
-            documents=documents,
-            top_n=None if chunked else query.top_n,
-            rank_fields=query.rank_fields,
-            truncation=query.truncation,
-            max_tokens_per_doc=query.max_tokens_per_doc,
-            parameters=query.parameters,
-            timeout=timeout,
-            headers=headers,
-            metadata=query.metadata,
-            request_id=query.request_id,
-        )
+        """Every document scored on `target` (chunked when needed), or the error that ended it."""
+        state = self.target_state(target)
+        permit = state.breaker.try_acquire()
+        if permit is None:
+            refusal = state.breaker.refusal()
+            attempts.append(_record(target, refusal, 0.0, 1))
+            raise refusal
         try:
-            async with asyncio.timeout(timeout):
-                if not chunked:
-                    return await target.provider.rerank(call)
-                assert limit is not None
-                return await self._chunked(target.provider, call, limit)
-        except TimeoutError:
-            raise errors.DeadlineExceeded(
-                f"{target.provider.name}: no answer within {timeout:.3f}s", provider=target.provider.name
-            ) from None
+            limit = target.provider.capabilities(target.model).max_documents
+            documents = query.documents
+            chunked = limit is not None and len(documents) > limit
+            call = ProviderCall(
+                model=target.model,
+                query=query.query,
+                documents=documents,
+                top_n=None if chunked else query.top_n,
+                rank_fields=query.rank_fields,
+                truncation=query.truncation,
+                max_tokens_per_doc=query.max_tokens_per_doc,
+                parameters=query.parameters,
+                headers=headers,
+                metadata=query.metadata,
+                request_id=query.request_id,
+            )
+            if not chunked:
+                return await self._call(target, state, permit, policy, call, deadline, attempts, "")
+            assert limit is not None
+            return await self._chunked(target, state, permit, policy, call, deadline, attempts, limit)
+        finally:
+            state.breaker.release(permit)
 
-    async def _chunked(self, provider: Provider, call: ProviderCall, limit: int) -> ProviderResult:
-        gate = asyncio.Semaphore(self.max_chunk_concurrency)
+    async def _chunked(
+        self,
+        target: Target,
+        state: TargetState,
+        permit: Permit,
+        policy: RoutePolicy,
+        call: ProviderCall,
+        deadline: float,
+        attempts: list[Attempt],
+        limit: int,
+    ) -> ProviderResult:
+        gate = asyncio.Semaphore(policy.chunk_concurrency)
+        starts = range(0, len(call.documents), limit)
+        count = len(starts)
 
-        async def one(start: int) -> ProviderResult:
+        async def one(number: int, start: int) -> ProviderResult:
+            part = replace(call, documents=call.documents[start : start + limit])
             async with gate:
-                result = await provider.rerank(replace(call, documents=call.documents[start : start + limit]))
+                result = await self._call(
+                    target, state, permit, policy, part, deadline, attempts, f"chunk {number}/{count}: "
+                )
             return ProviderResult(
                 [Scored(s.index + start, s.score) for s in result.scores], result.usage, result.model
             )
 
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(start)) for start in range(0, len(call.documents), limit)]
+                tasks = [group.create_task(one(n, start)) for n, start in enumerate(starts, 1)]
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         usage = Usage()
@@ -211,22 +397,116 @@ class Router:
             scores.extend(task.result().scores)
         return ProviderResult(scores, usage, tasks[0].result().model)
 
+    async def _call(
+        self,
+        target: Target,
+        state: TargetState,
+        permit: Permit,
+        policy: RoutePolicy,
+        call: ProviderCall,
+        deadline: float,
+        attempts: list[Attempt],
+        prefix: str,
+    ) -> ProviderResult:
+        """One provider call, retried on retryable failures while attempts and time are left."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if not state.breaker.allows(permit):
+                refusal = state.breaker.refusal()
+                attempts.append(_record(target, refusal, 0.0, attempt, prefix))
+                raise refusal
+            remaining = deadline - self._clock()
+            if remaining < MIN_ATTEMPT_S:
+                raise errors.DeadlineExceeded(
+                    f"{target.provider.name}: deadline reached", provider=target.provider.name
+                )
+            started = time.perf_counter()
+            cut_by_deadline = False
+            try:
+                async with state.limit.slot(min(self.queue_timeout_s, remaining - MIN_ATTEMPT_S)):
+                    timeout, cut_by_deadline = self._attempt_timeout(target, policy, deadline)
+                    result = await self._send(target, call, timeout)
+            except errors.RerankError as raw:
+                exc = normalise(raw)
+                elapsed = time.perf_counter() - started
+                attempts.append(_record(target, exc, elapsed, attempt, prefix))
+                # A timeout the caller's deadline imposed says nothing about the target's health.
+                impatient = cut_by_deadline and isinstance(exc, errors.DeadlineExceeded)
+                state.breaker.record(permit, None if impatient else breaker_verdict(exc))
+                delay = retry_delay(policy.retry, attempt, exc, self._rng, deadline - self._clock())
+                if delay is None:
+                    raise exc from None
+                self.events.emit("retry", target=target.label, code=exc.code.name)
+                await asyncio.sleep(delay)
+                continue
+            attempts.append(_record(target, None, time.perf_counter() - started, attempt, prefix))
+            state.breaker.record(permit, True)
+            return result
+
+    def _attempt_timeout(self, target: Target, policy: RoutePolicy, deadline: float) -> tuple[float, bool]:
+        """This attempt's timeout, and whether the caller's deadline (not a configured limit) set it."""
+        remaining = max(deadline - self._clock(), 0.0)
+        configured = min(target.provider.timeout_s or math.inf, policy.retry.attempt_timeout_s or math.inf)
+        return min(remaining, configured), remaining <= configured
+
+    async def _send(self, target: Target, call: ProviderCall, timeout: float) -> ProviderResult:
+        try:
+            async with asyncio.timeout(timeout):
+                return await target.provider.rerank(replace(call, timeout=timeout))
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                f"{target.provider.name}: no answer within {timeout:.3f}s", provider=target.provider.name
+            ) from None
+
+    def _wait(self, deadline: float) -> float:
+        return max(min(self.queue_timeout_s, deadline - self._clock() - MIN_ATTEMPT_S), 0.0)
+
+    def _transition(self, label: str, old: State, new: State) -> None:
+        log = _LOG.warning if new is State.OPEN else _LOG.info
+        log("circuit %s: %s -> %s", label, old.value, new.value)
+        self.events.emit("breaker", target=label, from_state=old.value, to_state=new.value)
+
+    def _forget_idle(self) -> None:
+        for label, state in list(self._targets.items()):
+            if len(self._targets) <= _MAX_TARGET_STATES // 2:
+                break
+            idle = state.limit.in_flight == 0 and state.limit.waiting == 0
+            if idle and state.breaker.state is State.CLOSED:
+                del self._targets[label]
+
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:
     ranked = sorted(scores, key=lambda s: (-s.score, s.index))
     return ranked[:top_n] if top_n else ranked
 
 
-def _attempt_record(target: Target, outcome: str, started: float, message: str) -> Attempt:
+def _record(
+    target: Target, error: errors.RerankError | None, elapsed_s: float, attempt: int, prefix: str = ""
+) -> Attempt:
     return Attempt(
         provider=target.provider.name,
         model=target.model,
-        outcome=outcome,
-        duration_ms=(time.perf_counter() - started) * 1000.0,
-        message=errors.scrub(message)[:300],
+        outcome="OK" if error is None else error.code.name,
+        duration_ms=elapsed_s * 1000.0,
+        attempt=attempt,
+        message="" if error is None else errors.scrub(prefix + str(error))[:300],
     )
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+    """The error to report from a failed chunk group: a caller error first, else the first one."""
+    leaves: list[BaseException] = []
+
+    def walk(item: BaseException) -> None:
+        if isinstance(item, BaseExceptionGroup):
+            for inner in item.exceptions:
+                walk(inner)
+        else:
+            leaves.append(item)
+
+    walk(group)
+    for leaf in leaves:
+        if isinstance(leaf, errors.RerankError) and classify(leaf) is Disposition.FATAL:
+            return leaf
+    return leaves[0]

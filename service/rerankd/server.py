@@ -108,7 +108,7 @@ def build(settings: Settings) -> App:
     providers = {name: create_provider(name, config, ctx) for name, config in configs.items()}
     for name, provider in providers.items():
         provider.timeout_s = configs[name].timeout_s
-    router = Router.from_config(providers, settings.routes)
+    router = Router.from_config(providers, settings.routes, provider_configs=configs, settings=settings)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_receive_message_bytes),

@@ -227,12 +227,14 @@ def _id_metadata(request_id: str, trace: TraceContext) -> tuple[tuple[str, str],
 
 
 def _trailing(served: _Served) -> tuple[tuple[str, str], ...]:
-    return (
+    pairs = (
         ("x-request-id", served.request_id),
         ("x-trace-id", served.trace.trace_id),
         ("x-provider", served.ranked.provider),
         ("x-attempts", str(len(served.ranked.attempts))),
     )
+    # x-cache: "hit" (answered from the route's response cache, no provider call) or "miss".
+    return (*pairs, ("x-cache", served.ranked.cache)) if served.ranked.cache else pairs
 
 
 def _pack(results: list[pb.RerankResult], per_message: int) -> Iterable[tuple[int, list[pb.RerankResult]]]:
