@@ -1,10 +1,31 @@
 """The cross-encoder itself: tokenise query + document pairs and score them with ONNX Runtime.
 
-Each pair is run alone (batch of one). On CPU a pair's cost is linear in its tokens and batching
-barely helps, while scoring alone means no padding is computed and, with the int8 model (whose
-activation scales are computed per batch), a pair's score never depends on what else is being
-scored: the same request always gets the same scores. Parallelism comes from running pairs on
-several threads over one shared session.
+Every pair is run alone, as a batch of one, and parallelism comes from running pairs on several
+threads (one per core, `intra_op_num_threads=1`) over one shared session. This was measured
+against the alternatives on the 2-core AVX-512 VNNI machine this project runs on (CPU ms of one
+thread per pair, no padding, best of 3; query + document tokens):
+
+    tokens                     25     45     75    115    215    395
+    int8, batch of 1          6.4   10.0   15.2   23.3   45.6  112.1
+    int8, batch of 4          4.6    8.0   13.6   21.6   46.0  134.9
+    int8, batch of 16         4.2    7.8   14.0   25.4   56.0  139.9
+    fp32 rewrite, batch of 1 15.7   22.2   33.0   47.8   87.7  184.5
+    fp32 rewrite, batch of 16 9.3   16.8   30.2   47.1  102.8  223.1
+
+and, with 2 threads, 2 workers x 1 intra-op thread beat 1 worker x 2 threads by 40-50% at batch
+of one (105 tokens: 81 vs 57 pairs/s). So:
+
+* batching only pays for short pairs (a fixed ~2 ms of kernel dispatch per run is amortised);
+  from ~200 tokens up a batch of one is as fast or faster (attention and activations of a batch
+  fall out of the 4 MB L2). On the benchmark's workloads (about 130 tokens a pair, or 25-512) the
+  best same-length batching would save under 5% (bench/results/local_model.md);
+* the int8 model quantises activations per batch tensor, so a pair's score moves with its
+  batch-mates (up to 0.14 logit) unless the batch is a canonical function of one request; batches
+  of one make a pair's score a function of the pair alone, whatever else is in flight and
+  whichever other documents share its request;
+* the fp32 rewrite (deterministic under any batching) costs 1.7-2.5x the int8 CPU time here.
+
+A batch of one also means no padding is ever computed, which is what length bucketing is for.
 """
 
 from __future__ import annotations
@@ -92,6 +113,22 @@ class CrossEncoder:
                 doc.truncate(budget)
             pairs.append(self._pair(self.tokenizer.post_process(q, doc)))
         return pairs
+
+    def warm_up(self) -> None:
+        """Pay for lazy initialisation, and prove the model takes pairs of `max_length` tokens.
+
+        A model directory whose position table is shorter than `max_length` (e.g. 512 for the
+        default model) would fail on the first long document; it fails here, at start-up, instead.
+        """
+        self.score_pair(self.encode("warm up", ["the first call pays for lazy initialisation"])[0])
+        longest = self.encode("warm up", ["word " * self.max_length])[0]
+        try:
+            self.score_pair(longest)
+        except Exception as exc:
+            raise ValueError(
+                f"the model cannot score a pair of {longest.tokens} tokens; lower the max length"
+                f" (local_max_length / options.max_length) to what it supports: {exc}"
+            ) from exc
 
     @staticmethod
     def _pair(encoding: Encoding) -> Pair:

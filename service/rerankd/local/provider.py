@@ -1,8 +1,25 @@
-"""The `local` provider: the embedded cross-encoder behind the Provider contract.
+"""The `local` provider: an ONNX cross-encoder behind the Provider contract, at full speed.
 
-Tokenising and scoring run on a thread pool (never on the event loop), one pair per task group,
-so both cores are busy and a slow request cannot block the server. Work not yet started is
-dropped when the caller cancels.
+A request goes: admission (bounded queue, RESOURCE_EXHAUSTED with a retry-after past it) ->
+tokenising on a small thread pool (never on the event loop) -> the fair scheduler
+(rerankd.local.scheduler), whose workers, one per core, score the pairs of every request in flight
+one at a time (rerankd.local.model says why a batch of one) -> scores back in the request's order.
+The same request gets the same scores whatever else is in flight.
+
+Configuration (every provider of kind `local`; the default one is named `local`):
+
+    providers:
+      my-reranker:
+        kind: local
+        models: [my-reranker-v1]          # the name callers use; default: local_model_name
+        options:
+          model_dir: /models/my-reranker  # model.onnx + tokenizer.json; default: the bundled model
+          max_length: 256                 # tokens of query + document; default: local_max_length
+          threads: 2                      # scoring workers; default: local_threads (0 = cores)
+          max_queued_pairs: 4096          # pairs waiting before RESOURCE_EXHAUSTED
+
+Only the bundled model's files are checked against pinned sha256s; a model directory of your own
+is used as given. The CUDA execution provider is used when onnxruntime has it.
 """
 
 from __future__ import annotations
@@ -21,41 +38,66 @@ from rerankd.config import ProviderConfig
 from rerankd.domain import Scored, Usage, render_text
 from rerankd.local.files import resolve_model_dir, verify_bundled
 from rerankd.local.model import CrossEncoder, Pair
+from rerankd.local.scheduler import FairScheduler
 from rerankd.providers.base import Capabilities, Provider, ProviderCall, ProviderResult
 
 _LOG = logging.getLogger(__name__)
-_PAIRS_PER_TASK = 4  # small groups: little scheduling overhead, fair interleaving between requests
+DEFAULT_MAX_QUEUED_PAIRS = 4096
+_TOKENIZER_THREADS = 2
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 class LocalProvider(Provider):
-    """The embedded model, answering to `model_name` (and routed as `default`)."""
+    """An embedded cross-encoder, answering to `model_name` (the default one is also `default`)."""
 
     kind = "local"
 
     def __init__(
-        self, name: str, *, model_dir: Path | None, model_name: str, max_length: int, threads: int
+        self,
+        name: str,
+        *,
+        model_dir: Path | None,
+        model_name: str,
+        max_length: int,
+        threads: int,
+        max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS,
     ) -> None:
         super().__init__(name)
+        if max_queued_pairs < 1:
+            raise ValueError(f"provider {name!r}: max_queued_pairs must be at least 1")
         self.model_dir = model_dir
         self.model_name = model_name
         self.max_length = max_length
-        self.threads = threads or max(os.cpu_count() or 1, 1)
+        self.threads = threads or _cores()
+        self.max_queued_pairs = max_queued_pairs
         self._encoder: CrossEncoder | None = None
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rerankd-local")
+        self._scheduler: FairScheduler[Pair] | None = None
+        self._tokenizing = ThreadPoolExecutor(_TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
         self.load_seconds = 0.0
 
     @classmethod
     def create(cls, name: str, config: ProviderConfig, ctx: Any) -> LocalProvider:
         settings = ctx.settings
-        options = config.options
-        model_dir = options.get("model_dir", settings.model_dir)
-        return cls(
+        options = dict(config.options)
+        model_dir = options.pop("model_dir", None) or settings.model_dir
+        provider = cls(
             name,
-            model_dir=Path(model_dir) if model_dir else None,
+            model_dir=Path(model_dir).expanduser() if model_dir else None,
             model_name=(config.models[0] if config.models else settings.local_model_name),
-            max_length=int(options.get("max_length", settings.local_max_length)),
-            threads=int(options.get("threads", settings.local_threads)),
+            max_length=int(options.pop("max_length", settings.local_max_length)),
+            threads=int(options.pop("threads", settings.local_threads)),
+            max_queued_pairs=int(options.pop("max_queued_pairs", DEFAULT_MAX_QUEUED_PAIRS)),
         )
+        if options:
+            known = "model_dir, max_length, threads, max_queued_pairs"
+            raise ValueError(f"provider {name!r}: unknown options {sorted(options)} (known: {known})")
+        return provider
 
     def models(self) -> Sequence[str]:
         return (self.model_name,)
@@ -63,28 +105,47 @@ class LocalProvider(Provider):
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(max_documents=None, max_tokens=self.max_length)
 
-    async def start(self) -> None:
-        """Load, verify and warm the model off the event loop."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        self._encoder = await loop.run_in_executor(self._pool, self._load)
-        self.load_seconds = time.perf_counter() - started
-        _LOG.info("local model %s loaded and warmed in %.2fs", self.model_name, self.load_seconds)
-
-    def _load(self) -> CrossEncoder:
-        directory, bundled = resolve_model_dir(self.model_dir)
-        if bundled:
-            verify_bundled(directory)
-        encoder = CrossEncoder(directory, max_length=self.max_length)
-        for pair in encoder.encode("warm up", ["the first call pays for lazy initialisation"]):
-            encoder.score_pair(pair)
-        return encoder
+    @property
+    def scheduler(self) -> FairScheduler[Pair]:
+        if self._scheduler is None:
+            raise errors.Unavailable("the local model is still loading", provider=self.name)
+        return self._scheduler
 
     @property
     def encoder(self) -> CrossEncoder:
         if self._encoder is None:
             raise errors.Unavailable("the local model is still loading", provider=self.name)
         return self._encoder
+
+    async def start(self) -> None:
+        """Load, verify and warm the model off the event loop, then start the workers."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        encoder = await loop.run_in_executor(self._tokenizing, self._load)
+        scheduler = FairScheduler(
+            encoder.score_pair,
+            workers=self.threads,
+            max_queued=self.max_queued_pairs,
+            name=f"{self.name}-score",
+        )
+        scheduler.start()
+        self._encoder, self._scheduler = encoder, scheduler
+        self.load_seconds = time.perf_counter() - started
+        _LOG.info(
+            "local model %s loaded and warmed in %.2fs (%d workers, %s)",
+            self.model_name,
+            self.load_seconds,
+            self.threads,
+            encoder.session.get_providers()[0],
+        )
+
+    def _load(self) -> CrossEncoder:
+        directory, bundled = resolve_model_dir(self.model_dir)
+        if bundled:
+            verify_bundled(directory)
+        encoder = CrossEncoder(directory, max_length=self.max_length)
+        encoder.warm_up()
+        return encoder
 
     async def rerank(self, call: ProviderCall) -> ProviderResult:
         if call.model and call.model != self.model_name:
@@ -97,25 +158,25 @@ class LocalProvider(Provider):
             if text is None:
                 raise errors.invalid(f"documents[{index}]", "has no text to rank")
             texts.append(text)
-        loop = asyncio.get_running_loop()
-        encoder = self.encoder
-        pairs = await loop.run_in_executor(
-            self._pool,
-            lambda: encoder.encode(
-                call.query, texts, truncation=call.truncation, max_tokens_per_doc=call.max_tokens_per_doc
-            ),
-        )
-        groups = [pairs[i : i + _PAIRS_PER_TASK] for i in range(0, len(pairs), _PAIRS_PER_TASK)]
-        scored = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _score_all, encoder, g) for g in groups)
-        )
-        scores = [score for group in scored for score in group]
-        usage = Usage(documents=len(pairs), total_tokens=sum(p.tokens for p in pairs))
+        encoder, scheduler = self.encoder, self.scheduler
+        with scheduler.admit(len(texts)) as admission:
+            loop = asyncio.get_running_loop()
+            pairs = await loop.run_in_executor(
+                self._tokenizing,
+                lambda: encoder.encode(
+                    call.query, texts, truncation=call.truncation, max_tokens_per_doc=call.max_tokens_per_doc
+                ),
+            )
+            try:
+                scores = await scheduler.run(admission, pairs, [pair.tokens for pair in pairs])
+            except errors.RerankError:
+                raise
+            except Exception as exc:  # onnxruntime failed on a pair: our fault, not the caller's
+                raise errors.Internal(f"{self.name}: the model failed: {exc}") from exc
+        usage = Usage(documents=len(pairs), total_tokens=sum(pair.tokens for pair in pairs))
         return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _score_all(encoder: CrossEncoder, pairs: list[Pair]) -> list[float]:
-    return [encoder.score_pair(pair) for pair in pairs]
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._tokenizing.shutdown(wait=False, cancel_futures=True)

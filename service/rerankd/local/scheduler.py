@@ -1,0 +1,300 @@
+"""The fair scheduler that keeps every core busy with the pairs of all concurrent requests.
+
+Each request becomes a job: its pairs, longest first (so the last pairs of a request, on several
+workers, finish close together). `workers` threads, one per core, each take one pair at a time from
+the jobs in deficit round robin: the job at the head of the ring spends token credit (`quantum`
+tokens a turn) on its pairs, then goes to the back. A request of 500 documents is therefore split
+into single pairs and shares the cores with a request of 2 that arrives after it; each active
+request gets about the same tokens a second, whatever the length of its documents. There is no
+waiting for a batch to fill: a free worker starts the next pair at once.
+
+Admission is bounded: pairs admitted but not yet started (reserved ones included) never exceed
+`max_queued`, except that a request arriving at an empty queue is always taken (else a request
+longer than the bound could never run). Past the bound `QueueFull` (RESOURCE_EXHAUSTED) carries a
+retry-after: the queued tokens divided by the measured scoring rate.
+
+A caller that goes away (cancelled, deadline) removes its pairs that have not started; the ones
+running finish and are dropped. Work is done by plain threads, not by the event loop; results come
+back to the caller's loop with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from rerankd import errors
+from rerankd.resilience.limits import Overloaded
+
+T = TypeVar("T")
+
+_MIN_RETRY_AFTER_S = 0.1
+_MAX_RETRY_AFTER_S = 60.0
+_EWMA = 0.05  # weight of the newest pair in the seconds-per-token estimate
+
+
+class QueueFull(Overloaded):
+    """The embedded model's queue is at its bound; retry after the time it needs to drain.
+
+    An `Overloaded` (our own limit, not the model's health): the router fails over at once instead
+    of retrying, and the target's circuit breaker does not count it as a failure.
+    """
+
+    reason = "LOCAL_QUEUE_FULL"
+
+
+@dataclass(eq=False, slots=True)
+class _Job(Generic[T]):
+    items: Sequence[T]
+    costs: Sequence[int]
+    pending: list[int]  # indices not yet started; the next one is at the end
+    results: list[float]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[float]]
+    deficit: int = 0
+    running: int = 0
+    done: int = 0
+    error: BaseException | None = None
+    settled: bool = False
+    queued_cost: int = field(default=0)
+
+
+class Admission:
+    """Room for `count` pairs in the queue, held from admission until the pairs are queued."""
+
+    __slots__ = ("_scheduler", "count")
+
+    def __init__(self, scheduler: FairScheduler[Any], count: int) -> None:
+        self._scheduler = scheduler
+        self.count = count
+
+    def release(self) -> None:
+        """Give the room back (idempotent); `FairScheduler.run` does it when it queues the pairs."""
+        if self.count:
+            self._scheduler._release(self.count)
+            self.count = 0
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FairScheduler(Generic[T]):
+    """`score(item) -> float` on `workers` threads, shared fairly between concurrent jobs."""
+
+    def __init__(
+        self,
+        score: Callable[[T], float],
+        *,
+        workers: int,
+        max_queued: int,
+        quantum: int = 256,
+        name: str = "rerankd-local",
+        seconds_per_token: float = 2e-4,
+    ) -> None:
+        if workers < 1 or max_queued < 1 or quantum < 1:
+            raise ValueError("workers, max_queued and quantum must be at least 1")
+        self._score = score
+        self.workers = workers
+        self.max_queued = max_queued
+        self.quantum = quantum
+        self.name = name
+        self._cond = threading.Condition()
+        self._ring: deque[_Job[T]] = deque()
+        self._queued = 0  # pairs queued, not started
+        self._queued_cost = 0  # their tokens
+        self._reserved = 0  # pairs admitted, not yet queued (being tokenised)
+        self._seconds_per_token = seconds_per_token  # one worker's, measured
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self.scored = 0  # pairs scored since start (for tests and metrics)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker threads (idempotent)."""
+        with self._cond:
+            if self._threads or self._closed:
+                return
+            for number in range(self.workers):
+                thread = threading.Thread(target=self._work, name=f"{self.name}-{number}", daemon=True)
+                self._threads.append(thread)
+            threads = list(self._threads)
+        for thread in threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop the workers once their current pair is done; queued jobs fail with UNAVAILABLE."""
+        with self._cond:
+            self._closed = True
+            ring, self._ring = list(self._ring), deque()
+            for job in ring:
+                self._drop(job)
+                job.error = job.error or errors.Unavailable("the local model is shutting down")
+                job.settled = True
+            self._cond.notify_all()
+        for job in ring:
+            self._settle_soon(job)
+
+    # -- admission -----------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Pairs admitted and not yet started."""
+        return self._queued + self._reserved
+
+    def admit(self, count: int) -> Admission:
+        """Room for `count` pairs, or QueueFull with the time the queue needs to drain."""
+        with self._cond:
+            if self._closed:
+                raise errors.Unavailable("the local model is shutting down")
+            waiting = self._queued + self._reserved
+            if waiting and waiting + count > self.max_queued:
+                raise QueueFull(
+                    f"the local model's queue holds {waiting} pairs; {count} more would pass its bound"
+                    f" of {self.max_queued}",
+                    retry_after=self._drain_time(),
+                )
+            self._reserved += count
+        return Admission(self, count)
+
+    def _release(self, count: int) -> None:
+        with self._cond:
+            self._reserved -= count
+
+    def _drain_time(self) -> float:
+        mean_cost = self._queued_cost / self._queued if self._queued else 128
+        tokens = self._queued_cost + self._reserved * mean_cost
+        estimate = tokens * self._seconds_per_token / self.workers
+        return min(max(estimate, _MIN_RETRY_AFTER_S), _MAX_RETRY_AFTER_S)
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self, admission: Admission, items: Sequence[T], costs: Sequence[int]) -> list[float]:
+        """Score every item (costs: tokens of each); results in the items' order."""
+        if len(items) != len(costs):
+            raise ValueError("one cost per item")
+        loop = asyncio.get_running_loop()
+        if not items:
+            admission.release()
+            return []
+        # Longest first: the request's last pairs are its shortest, so its workers finish together.
+        pending = sorted(range(len(items)), key=lambda i: (costs[i], -i))
+        job: _Job[T] = _Job(
+            items=items,
+            costs=costs,
+            pending=pending,
+            results=[0.0] * len(items),
+            loop=loop,
+            future=loop.create_future(),
+            deficit=self.quantum,
+            queued_cost=sum(costs),
+        )
+        with self._cond:
+            if self._closed:
+                admission.release()
+                raise errors.Unavailable("the local model is shutting down")
+            self._reserved -= admission.count
+            admission.count = 0
+            self._queued += len(items)
+            self._queued_cost += job.queued_cost
+            self._ring.append(job)
+            self._cond.notify(min(len(items), self.workers))
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+
+    def _cancel(self, job: _Job[T]) -> None:
+        with self._cond:
+            if job.pending:
+                self._drop(job)
+                with contextlib.suppress(ValueError):
+                    self._ring.remove(job)
+            job.settled = True
+
+    def _drop(self, job: _Job[T]) -> None:
+        """Forget the job's pairs that have not started (lock held)."""
+        self._queued -= len(job.pending)
+        self._queued_cost -= job.queued_cost
+        job.queued_cost = 0
+        job.pending.clear()
+
+    def _next(self) -> tuple[_Job[T], int] | None:
+        """Deficit round robin over the ring (lock held)."""
+        while self._ring:
+            job = self._ring[0]
+            index = job.pending[-1]
+            cost = job.costs[index]
+            if job.deficit < cost:
+                job.deficit += self.quantum
+                self._ring.rotate(-1)
+                continue
+            job.deficit -= cost
+            job.pending.pop()
+            job.queued_cost -= cost
+            job.running += 1
+            self._queued -= 1
+            self._queued_cost -= cost
+            if not job.pending:
+                self._ring.popleft()
+            return job, index
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                picked = self._next()
+                while picked is None:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                    picked = self._next()
+            job, index = picked
+            started = time.perf_counter()
+            error: BaseException | None = None
+            score = 0.0
+            try:
+                score = self._score(job.items[index])
+            except BaseException as exc:  # handed to the caller, never kills the worker
+                error = exc
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                job.running -= 1
+                self.scored += 1
+                cost = max(job.costs[index], 1)
+                self._seconds_per_token += _EWMA * (elapsed / cost - self._seconds_per_token)
+                if error is None:
+                    job.results[index] = score
+                    job.done += 1
+                elif job.error is None:
+                    job.error = error
+                    if job.pending:
+                        self._drop(job)
+                        with contextlib.suppress(ValueError):
+                            self._ring.remove(job)
+                finished = job.running == 0 and not job.pending and not job.settled
+                if finished:
+                    job.settled = True
+            if finished:
+                self._settle_soon(job)
+
+    @staticmethod
+    def _settle_soon(job: _Job[T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            job.loop.call_soon_threadsafe(_settle, job)
+
+
+def _settle(job: _Job[object]) -> None:
+    if job.future.done():
+        return
+    if job.error is not None:
+        job.future.set_exception(job.error)
+    else:
+        job.future.set_result(job.results)
