@@ -237,10 +237,10 @@ async def test_list_models_shows_aliases_and_targets_in_fallback_order() -> None
             listed = await stub.ListModels(pb.ListModelsRequest(), timeout=5)
     route = next(m for m in listed.models if m.name == "r")
     assert route.alias
-    assert [(t.provider, t.model, t.weight, t.max_documents) for t in route.targets] == [
-        ("first", "m1", 3, 1000),
-        ("second", "m2", 1, 0),
-        ("second", "backup", 1, 0),
+    assert [(t.provider, t.model, t.weight, t.max_documents, t.priority) for t in route.targets] == [
+        ("first", "m1", 3, 1000, 0),
+        ("second", "m2", 1, 0, 0),
+        ("second", "backup", 1, 0, 1),
     ]
     assert [t.kind for t in route.targets] == ["generic"] * 3
 

@@ -108,6 +108,7 @@ def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
                     model=target.model,
                     weight=target.weight,
                     max_documents=limit or 0,
+                    priority=target.priority,
                 )
             )
         models.append(pb.ModelInfo(name=entry.name, alias=entry.alias, targets=targets))

@@ -238,15 +238,17 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., alias: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ...) -> None: ...
 
 class ModelTarget(_message.Message):
-    __slots__ = ("provider", "kind", "model", "weight", "max_documents")
+    __slots__ = ("provider", "kind", "model", "weight", "max_documents", "priority")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     provider: str
     kind: str
     model: str
     weight: int
     max_documents: int
-    def __init__(self, provider: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., weight: _Optional[int] = ..., max_documents: _Optional[int] = ...) -> None: ...
+    priority: int
+    def __init__(self, provider: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., weight: _Optional[int] = ..., max_documents: _Optional[int] = ..., priority: _Optional[int] = ...) -> None: ...
