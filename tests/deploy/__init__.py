@@ -1,0 +1,1 @@
+"""Tests of deploy/: manifests, image recipe, and the installed wheel serving as in the image."""
