@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -36,6 +36,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from rerankd import errors
 
 LOCAL_PROVIDER = "local"
 DEFAULT_ALIAS = "default"
@@ -109,14 +111,18 @@ class ProviderConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
     def resolve_api_key(self) -> SecretStr | None:
-        """The key from api_key, api_key_env or api_key_file, in that order; None if none is set."""
-        if self.api_key is not None:
-            return self.api_key
-        if self.api_key_env and os.environ.get(self.api_key_env):
-            return SecretStr(os.environ[self.api_key_env].strip())
-        if self.api_key_file is not None and self.api_key_file.is_file():
-            return SecretStr(self.api_key_file.read_text().strip())
-        return None
+        """The key from api_key, api_key_env or api_key_file, in that order; None if none is set.
+
+        The value is registered with errors.register_secret, so no log line or error carries it.
+        """
+        key = self.api_key
+        if key is None and self.api_key_env and os.environ.get(self.api_key_env):
+            key = SecretStr(os.environ[self.api_key_env].strip())
+        if key is None and self.api_key_file is not None and self.api_key_file.is_file():
+            key = SecretStr(self.api_key_file.read_text().strip())
+        if key is not None:
+            errors.register_secret(key.get_secret_value())
+        return key
 
 
 class TargetConfig(BaseModel):
@@ -183,6 +189,44 @@ class Settings(BaseSettings):
     config: Path | None = Field(None, description="YAML file of providers and routes.")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    # Security (SECURITY.md): caller authentication, TLS, request limits, per-caller rate limits.
+    auth_tokens_file: Path | None = Field(
+        None, description="Bearer tokens, one 'caller-name: token' per line; set = callers must authenticate."
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM server certificate chain; set = TLS on TCP ports."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA of client certificates; set = mTLS: required, and names the caller."
+    )
+    max_documents: int = Field(10_000, ge=1, description="Most documents in one request.")
+    max_document_bytes: int = Field(
+        64 * 1024, ge=1, description="Most UTF-8 bytes of one document (id, text, field names and values)."
+    )
+    max_query_bytes: int = Field(16 * 1024, ge=1, description="Most UTF-8 bytes of the query.")
+    max_document_fields: int = Field(64, ge=0, description="Most fields of one document (and rank_fields).")
+    max_metadata_entries: int = Field(64, ge=0, description="Most entries of a request's metadata.")
+    max_metadata_bytes: int = Field(
+        16 * 1024, ge=0, description="Most UTF-8 bytes of metadata keys and values."
+    )
+    max_parameters_depth: int = Field(8, ge=1, description="Deepest nesting of a request's parameters.")
+    max_parameters_bytes: int = Field(
+        64 * 1024, ge=2, description="Most bytes of parameters as compact JSON."
+    )
+    rate_limit_rps: float = Field(0.0, ge=0, description="Requests per second per caller; 0 = no limit.")
+    rate_limit_burst: int = Field(0, ge=0, description="Requests a caller may send at once; 0 = max(1, rps).")
+    rate_limit_callers: dict[str, float] = Field(
+        default_factory=dict, description="Requests per second of named callers, overriding rate_limit_rps."
+    )
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("bind", mode="before")
     @classmethod

@@ -10,7 +10,9 @@
     ├── ProviderMisconfigured   the provider refused *our* key or setup (caller cannot fix it)
     └── Internal                our bug or an answer we cannot parse
 
-Messages are scrubbed of anything that looks like a credential before they leave the process.
+Messages are scrubbed of anything that looks like a credential before they leave the process:
+`scrub()` removes every secret value registered with `register_secret()` (provider keys, caller
+tokens, as they are read) and substrings shaped like credentials. Log lines go through it too.
 """
 
 from __future__ import annotations
@@ -30,13 +32,23 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:api[-_]?key|token|secret|password|authorization)[\"'\s:=]+)[^\s\"',;]{6,}"),
     re.compile(r"\b(sk|pk|rk|pcsk|jina|pa|al)[-_][A-Za-z0-9_-]{12,}\b"),
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
 ]
+_MIN_REGISTERED = 8  # shorter values would redact ordinary words from every message
+_known_secrets: tuple[str, ...] = ()  # replaced, never mutated: safe to read from any thread
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value (a key or token as read from env or a file) so scrub() removes it."""
+    global _known_secrets
+    if len(value) >= _MIN_REGISTERED and value not in _known_secrets:
+        _known_secrets = tuple(sorted({*_known_secrets, value}, key=len, reverse=True))
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove known secret values and credential-looking substrings from `text`."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    """Remove registered and given secret values, and credential-looking substrings, from `text`."""
+    for secret in (*secrets, *_known_secrets):
+        if len(secret) >= 4 and secret in text:
             text = text.replace(secret, "[REDACTED]")
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
@@ -186,6 +198,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "invalid",
+    "register_secret",
     "scrub",
     "to_status",
 ]

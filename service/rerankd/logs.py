@@ -1,4 +1,10 @@
-"""Logging set-up: one JSON object per line on stderr (access lines carry their fields)."""
+"""Logging set-up: one JSON object per line on stderr (access lines carry their fields).
+
+Every line names the caller of the call it belongs to (`caller`, from rerankd.auth.CALLER) and
+passes through errors.scrub, which removes registered keys and tokens and anything shaped like a
+credential, from the message, the access fields and exception traces alike. Uncaught exceptions
+(sys.excepthook) are logged the same way, so a crash trace cannot print a key either.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,10 @@ import json
 import logging
 import sys
 import time
+from types import TracebackType
+
+from rerankd import errors
+from rerankd.auth import CALLER
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,15 +27,26 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": errors.scrub(record.getMessage()),
         }
+        caller = CALLER.get()
+        if caller is not None:
+            entry["caller"] = caller.name
         access = getattr(record, "access", None)
         if isinstance(access, dict):
-            entry.update(access)
+            for key, value in access.items():
+                entry[key] = errors.scrub(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = errors.scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("rerankd").critical("uncaught exception", exc_info=(kind, value, traceback))
 
 
 def configure(level: str = "INFO") -> None:
@@ -35,3 +56,4 @@ def configure(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    sys.excepthook = _log_uncaught

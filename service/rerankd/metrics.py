@@ -75,6 +75,27 @@ LOCAL_QUEUE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+# Security (rerankd.api.grpc_guard, rerankd.ratelimit). Caller names come from the token file or
+# client certificates signed by the configured CA, so they are a bounded label.
+CALLER_CALLS = Counter(
+    "rerankd_caller_calls",
+    "Authenticated calls finished, by caller name, method and status code.",
+    ["caller", "method", "status"],
+    registry=REGISTRY,
+)
+AUTH_REFUSALS = Counter(
+    "rerankd_auth_refusals",
+    "Calls refused UNAUTHENTICATED, by reason (NO_CREDENTIALS, INVALID_TOKEN).",
+    ["reason"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "rerankd_rate_limited",
+    "Calls refused RESOURCE_EXHAUSTED by a caller's rate limit, by caller name.",
+    ["caller"],
+    registry=REGISTRY,
+)
+
 
 def serve_metrics(host: str, port: int) -> int:
     """Start the /metrics endpoint in a background thread; returns the bound port."""

@@ -17,15 +17,20 @@ from google.protobuf.internal import api_implementation
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rerankd import tls
 from rerankd.api.grpc_api import RerankServicer
+from rerankd.api.grpc_guard import GuardInterceptor
 from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
+from rerankd.auth import Authenticator, http_authorizer
 from rerankd.config import LOCAL_PROVIDER, ProviderConfig, Settings
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
+from rerankd.ratelimit import RateLimiter
 from rerankd.router import Router
 from rerankd.v1 import rerank_pb2, rerank_pb2_grpc
+from rerankd.validation import Limits, receive_limit
 
 _LOG = logging.getLogger("rerankd.server")
 SERVICE_NAME = rerank_pb2.DESCRIPTOR.services_by_name["RerankService"].full_name
@@ -53,8 +58,12 @@ class App:
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
+        credentials = tls.server_credentials(self.settings)  # TLS on TCP listeners when configured
         for address in self.settings.listen_addresses():
-            port = self.server.add_insecure_port(address)
+            if credentials is not None and not address.startswith("unix"):
+                port = self.server.add_secure_port(address, credentials)
+            else:
+                port = self.server.add_insecure_port(address)
             if port == 0 and not address.startswith("unix:"):
                 raise OSError(f"could not bind {address}")
             self.ports.append(port)
@@ -109,9 +118,14 @@ def build(settings: Settings) -> App:
     for name, provider in providers.items():
         provider.timeout_s = configs[name].timeout_s
     router = Router.from_config(providers, settings.routes, provider_configs=configs, settings=settings)
+    authenticator = Authenticator.from_settings(settings)  # reads the token file: bad = no start
+    limiter = RateLimiter.from_settings(settings)
+    tls.warn_if_exposed(settings, authenticator.enabled)
+    receive = receive_limit(Limits.from_settings(settings), settings.max_receive_message_bytes)
     server = grpc.aio.server(
+        interceptors=[GuardInterceptor(authenticator, limiter)],
         options=[
-            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            ("grpc.max_receive_message_length", receive),
             ("grpc.max_send_message_length", settings.max_send_message_bytes),
             ("grpc.so_reuseport", 0),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -122,7 +136,8 @@ def build(settings: Settings) -> App:
     rerank_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(router, settings), server)
     http_server = None
     if settings.http_enabled:
-        http_app = create_app(Pipeline(router, settings), settings)
+        authorize = http_authorizer(authenticator, limiter)
+        http_app = create_app(Pipeline(router, settings), settings, authorize=authorize)
         http_server = HttpServer(http_app, settings.http_host or settings.host, settings.http_port)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from google.protobuf import json_format
 
+from rerankd import errors
 from rerankd.domain import Attempt, Document, Ranked, RerankQuery, Scored, TraceContext, Truncation, Usage
 from rerankd.router import ModelEntry
 from rerankd.v1 import rerank_pb2 as pb
@@ -29,11 +31,20 @@ def to_query(
         rank_fields=tuple(request.rank_fields),
         truncation=_TRUNCATION.get(request.truncation, Truncation.END),
         max_tokens_per_doc=request.max_tokens_per_doc or None,
-        parameters=json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {},
+        parameters=_parameters(request),
         trace=trace,
         metadata={**metadata, **request.metadata},
         request_id=request_id,
     )
+
+
+def _parameters(request: pb.RerankRequest) -> dict[str, Any]:
+    if not request.HasField("parameters"):
+        return {}
+    try:
+        return json_format.MessageToDict(request.parameters)
+    except ValueError:  # NaN or Infinity: a Struct can hold them, JSON (and providers) cannot
+        raise errors.invalid("parameters", "must be JSON: finite numbers only") from None
 
 
 def trace_message(trace: TraceContext) -> pb.TraceContext:

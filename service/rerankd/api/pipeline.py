@@ -19,7 +19,7 @@ from rerankd import tracing
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
 from rerankd.router import Router, Target
-from rerankd.validation import validate
+from rerankd.validation import Limits, validate
 
 _ACCESS = logging.getLogger("rerankd.access")
 
@@ -44,6 +44,7 @@ class Pipeline:
     def __init__(self, router: Router, settings: Settings) -> None:
         self.router = router
         self.settings = settings
+        self.limits = Limits.from_settings(settings)
 
     async def rerank(self, query: RerankQuery, time_remaining: float | None = None) -> Ranked:
         """Validate `query` and serve it within `time_remaining` (default: the configured budget).
@@ -51,7 +52,7 @@ class Pipeline:
         The query carries its request id and the server's trace context; provider calls get the
         matching traceparent and x-request-id headers.
         """
-        validate(query)
+        validate(query, self.limits)
         budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
         deadline = time.monotonic() + budget
         return await self.router.rerank(
