@@ -430,11 +430,12 @@ class Router:
             except errors.RerankError as raw:
                 exc = normalise(raw)
                 elapsed = time.perf_counter() - started
-                attempts.append(_record(target, exc, elapsed, attempt, prefix))
                 # A timeout the caller's deadline imposed says nothing about the target's health.
                 impatient = cut_by_deadline and isinstance(exc, errors.DeadlineExceeded)
                 state.breaker.record(permit, None if impatient else breaker_verdict(exc))
                 delay = retry_delay(policy.retry, attempt, exc, self._rng, deadline - self._clock())
+                note = "" if delay is None else f" (retry in {delay * 1000:.0f} ms)"
+                attempts.append(_record(target, exc, elapsed, attempt, prefix, note))
                 if delay is None:
                     raise exc from None
                 self.events.emit("retry", target=target.label, code=exc.code.name)
@@ -482,15 +483,21 @@ def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:
 
 
 def _record(
-    target: Target, error: errors.RerankError | None, elapsed_s: float, attempt: int, prefix: str = ""
+    target: Target,
+    error: errors.RerankError | None,
+    elapsed_s: float,
+    attempt: int,
+    prefix: str = "",
+    note: str = "",
 ) -> Attempt:
+    """An attempt's record; a failure's message is `prefix` + the error + `note` (the retry wait)."""
     return Attempt(
         provider=target.provider.name,
         model=target.model,
         outcome="OK" if error is None else error.code.name,
         duration_ms=elapsed_s * 1000.0,
         attempt=attempt,
-        message="" if error is None else errors.scrub(prefix + str(error))[:300],
+        message="" if error is None else errors.scrub(prefix + str(error))[: 300 - len(note)] + note,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
 import time
 from typing import Any
 
@@ -91,20 +93,42 @@ def one_target(fake: GenericFake, retry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def test_retries_are_bounded_and_spaced_by_jittered_exponential_backoff() -> None:
-    retry = {"max_attempts": 4, "initial_backoff_s": 0.05, "multiplier": 2.0, "max_backoff_s": 0.15}
+async def test_retries_are_bounded_by_max_attempts() -> None:
+    retry = {"max_attempts": 4, "initial_backoff_s": 0.01, "max_backoff_s": 0.02}
     with fakes({}) as (fake,):
         fake.inject(*[Status(503, {"message": "down"})] * 10)
         async with gateway(**one_target(fake, retry)) as (app, stub):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Rerank(request("r", QUERY, TEXTS), timeout=5)
+            await asyncio.sleep(0.1)  # a fifth try would show up here
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert len(fake.requests) == 4  # bounded: max_attempts, then no more
-    gaps = [b.received - a.received for a, b in zip(fake.requests, fake.requests[1:], strict=False)]
-    caps = [0.05, 0.10, 0.15]
-    for gap, cap in zip(gaps, caps, strict=True):
-        assert 0.0 <= gap <= cap + 0.04, (gaps, caps)  # back-off <= cap, plus one fast 503 round trip
+    assert reason_of(caught.value) == "UNAVAILABLE" and "down" in (caught.value.details() or "")
+    assert len(fake.requests) == 4
     assert app.router.events.count("retry", target="only/m", code="UNAVAILABLE") == 3
+
+
+_WAIT = re.compile(r"\(retry in (\d+) ms\)$")
+
+
+async def test_retries_are_spaced_by_jittered_exponential_backoff() -> None:
+    retry = {"max_attempts": 4, "initial_backoff_s": 0.05, "multiplier": 2.0, "max_backoff_s": 0.15}
+    with fakes({}) as (fake,):
+        fake.inject(*[Status(503, {"message": "down"})] * 3)  # the fourth try answers
+        async with gateway(**one_target(fake, retry)) as (_, stub):
+            reply = await stub.Rerank(request("r", QUERY, TEXTS), timeout=5)
+    assert [r.index for r in reply.results] == expected_ranking(QUERY, TEXTS)
+    assert [(a.outcome, a.attempt) for a in reply.attempts] == [
+        ("UNAVAILABLE", 1),
+        ("UNAVAILABLE", 2),
+        ("UNAVAILABLE", 3),
+        ("OK", 4),
+    ]
+    # Each failed attempt says how long the router waited; the fake measures when tries arrived.
+    waits = [int(_WAIT.search(a.message).group(1)) / 1000 for a in reply.attempts[:3]]  # type: ignore[union-attr]
+    gaps = [b.received - a.received for a, b in zip(fake.requests, fake.requests[1:], strict=False)]
+    for wait, gap, cap in zip(waits, gaps, [0.05, 0.10, 0.15], strict=True):
+        assert 0.0 <= wait <= cap + 0.001, (waits, gaps)  # full jitter: uniform in [0, cap]
+        assert wait - 0.002 <= gap <= wait + 0.04, (waits, gaps)  # the wait, plus one 503 round trip
 
 
 async def test_retry_after_spaces_the_retries_and_the_third_try_answers() -> None:
