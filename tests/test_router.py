@@ -89,6 +89,29 @@ async def test_non_retryable_400_is_returned_at_once_without_retry_or_fallback()
     assert elapsed < 0.5
 
 
+async def test_a_field_one_provider_cannot_honour_fails_over_to_one_that_can() -> None:
+    with fakes({}, {}) as (first, second):
+        settings = two_targets(first, second)
+        settings["providers"]["second"] = provider_config(second, truncation_none=True)
+        message = request("r", QUERY, TEXTS)
+        message.truncation = pb.TRUNCATION_NONE
+        async with gateway(**settings) as (_, stub):
+            reply = await stub.Rerank(message, timeout=5)
+            settings_both_refuse = two_targets(first, second)
+        async with gateway(**settings_both_refuse) as (_, stub):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Rerank(message, timeout=5)
+    assert reply.provider == "second"
+    assert [(a.provider, a.outcome) for a in reply.attempts] == [
+        ("first", "INVALID_ARGUMENT"),
+        ("second", "OK"),
+    ]
+    assert "not supported by first" in reply.attempts[0].message
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(caught.value) == "UNSUPPORTED_BY_PROVIDER"
+    assert not first.requests and len(second.requests) == 1  # refused before anything was sent
+
+
 async def test_deadline_exceeded_within_50ms_when_every_target_hangs_and_calls_are_cancelled() -> None:
     with fakes({}, {}) as (first, second):
         first.inject(*[Hang(5.0)] * 10)
@@ -129,7 +152,7 @@ async def test_server_enforces_its_default_deadline_when_the_caller_sets_none() 
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert reason_of(caught.value) == "DEADLINE_EXCEEDED"
     assert 0.3 <= elapsed <= 0.35, elapsed
-    assert len(only.requests) == 1 and only.closed_early == 1
+    assert (len(only.requests), only.closed_early) == (1, 1)
 
 
 async def test_caller_cancellation_closes_the_provider_connection() -> None:

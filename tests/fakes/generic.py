@@ -10,7 +10,8 @@ can compute the exact expected ranking of any list.
     4xx/5xx {"message": ...}
 
 `GenericProvider` (kind "generic") is registered only by the tests that use it (see
-tests/resilience/conftest.py); its `options.max_documents` sets `Capabilities.max_documents`.
+tests/resilience/conftest.py); its `options.max_documents` sets `Capabilities.max_documents`, and
+like Cohere it refuses truncation NONE (UNSUPPORTED_BY_PROVIDER) unless `options.truncation_none`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import time
 from typing import Any
 
 from rerankd.config import ProviderConfig
-from rerankd.domain import Scored, Usage
+from rerankd.domain import Scored, Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
+from rerankd.providers.jsonwire import unsupported
 
 from tests.fakes.base import FakeProvider, Recorded, Reply, fake_score
 
@@ -83,6 +85,8 @@ class GenericProvider(HttpProvider):
         return Capabilities(max_documents=int(limit) if limit else None)
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
+        if call.truncation is Truncation.NONE and not self.config.options.get("truncation_none"):
+            raise unsupported(self.name, "truncation", "this fake cannot refuse long documents")
         body: dict[str, Any] = {
             "model": call.model,
             "query": call.query,
@@ -106,9 +110,11 @@ class GenericProvider(HttpProvider):
         )
 
 
-def provider_config(fake: GenericFake, **extra: Any) -> dict[str, Any]:
+def provider_config(fake: GenericFake, *, truncation_none: bool = False, **extra: Any) -> dict[str, Any]:
     """The `providers.<name>` mapping for a GenericProvider pointing at `fake`."""
-    options = {"max_documents": fake.max_documents} if fake.max_documents else {}
+    options: dict[str, Any] = {"max_documents": fake.max_documents} if fake.max_documents else {}
+    if truncation_none:
+        options["truncation_none"] = True
     config: dict[str, Any] = {"kind": KIND, "base_url": fake.url, "models": [], "options": options}
     config.update(extra)
     ProviderConfig.model_validate(config)  # fail early on a typo in a test

@@ -69,6 +69,7 @@ def test_retry_delay_honours_retry_after_the_attempt_cap_and_the_deadline() -> N
         (errors.DeadlineExceeded("attempt timeout"), Disposition.RETRY),
         (normalise(errors.Internal("garbled", provider="p")), Disposition.RETRY),
         (errors.ProviderMisconfigured("bad key"), Disposition.FAILOVER),
+        (errors.InvalidArgument("no NONE", reason="UNSUPPORTED_BY_PROVIDER"), Disposition.FAILOVER),
         (CircuitOpen("open"), Disposition.FAILOVER),
         (Overloaded("full"), Disposition.FAILOVER),
         (errors.InvalidArgument("bad request"), Disposition.FATAL),

@@ -5,7 +5,8 @@ Every failure of one attempt at one target has one of three dispositions:
     RETRY     the target may answer next time (429, 5xx, connection errors, attempt timeouts, a
               garbled answer): try it again after a back-off, then fall over to the next target
     FAILOVER  this target cannot serve now, but another may (circuit open, our own concurrency
-              limit for it is full, the provider refused our credentials): next target at once
+              limit for it is full, the provider refused our credentials, the provider's adapter
+              cannot honour a request field): next target at once
     FATAL     the request itself is wrong (INVALID_ARGUMENT and the like): returned at once,
               neither retried nor failed over
 
@@ -27,6 +28,7 @@ from rerankd.resilience.breaker import CircuitOpen
 from rerankd.resilience.limits import Overloaded
 
 MIN_ATTEMPT_S = 0.005  # less time than this left: no attempt can succeed, so none is started
+UNSUPPORTED_BY_PROVIDER = "UNSUPPORTED_BY_PROVIDER"  # reason of providers.jsonwire.unsupported()
 
 
 class Disposition(enum.Enum):
@@ -58,6 +60,8 @@ def classify(err: errors.RerankError) -> Disposition:
     """The disposition of one failed attempt (see the module docstring)."""
     if isinstance(err, CircuitOpen | Overloaded | errors.ProviderMisconfigured):
         return Disposition.FAILOVER
+    if isinstance(err, errors.InvalidArgument) and err.reason == UNSUPPORTED_BY_PROVIDER:
+        return Disposition.FAILOVER  # refused before sending: another target may support it
     if err.retryable:
         return Disposition.RETRY
     return Disposition.FATAL
