@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +16,7 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from rerankd import auth, errors, metrics
+from rerankd import auth, errors, logs, metrics
 from rerankd.auth import ANONYMOUS, Authenticator, TokenFileError, TokenStore, parse_tokens
 from rerankd.server import App
 from rerankd.v1 import rerank_pb2 as pb
@@ -250,3 +252,34 @@ def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     info = error_details_pb2.ErrorInfo()
     assert status.details[-1].Unpack(info)
     return info
+
+
+async def test_access_lines_name_the_caller(tmp_path: Path) -> None:
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(logs.JsonFormatter().format(record)))
+
+    access = logging.getLogger("rerankd.access")
+    handler, level = Collect(), access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        async with secured_app(tmp_path) as (app, _), grpc.aio.insecure_channel(app.addresses[0]) as channel:
+            stub = pb_grpc.RerankServiceStub(channel)
+            await stub.Rerank(rerank_request(), metadata=bearer(ALICE), timeout=10)
+            stream = stub.RerankStream(pb.RerankStreamRequest(request=rerank_request()), metadata=bearer(BOB))
+            assert [m async for m in stream]
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Rerank(
+                    rerank_request(), metadata=bearer("wrong-token-0123456789abcdef"), timeout=10
+                )
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    served = [(line["caller"], line["method"], line["status"]) for line in lines if line["msg"] == "call"]
+    assert ("alice", "Rerank", "OK") in served and ("bob", "RerankStream", "OK") in served
+    refused = [line for line in lines if line["msg"] == "refused"]
+    assert [(r["caller"], r["method"], r["status"]) for r in refused] == [("", "Rerank", "UNAUTHENTICATED")]
+    assert "wrong-token" not in json.dumps(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from rerankd import metrics
 from rerankd.config import Settings
 from rerankd.server import App, build
-from rerankd.tls import TlsConfigError, is_loopback
+from rerankd.tls import TlsConfigError, is_loopback, warn_if_exposed
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
@@ -148,3 +149,22 @@ async def test_an_unreadable_or_non_pem_file_stops_the_start(pki: Pki, tmp_path:
 )
 def test_is_loopback(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback
+
+
+def test_exposed_listeners_without_tls_or_auth_are_warned_about(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="rerankd.tls"):
+        warn_if_exposed(Settings(host="127.0.0.1", bind=["unix:///tmp/x.sock"]), authenticated=False)
+        assert caplog.records == []
+        warn_if_exposed(Settings(host="0.0.0.0"), authenticated=False)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not authenticated" in m for m in messages) and any("without TLS" in m for m in messages)
+    assert any("HTTP API" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerankd.tls"):
+        secured = Settings(
+            host="0.0.0.0", http_enabled=False, tls_cert_file=pki.server_cert, tls_key_file=pki.server_key
+        )
+        warn_if_exposed(secured, authenticated=True)
+    assert caplog.records == []

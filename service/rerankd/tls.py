@@ -75,3 +75,6 @@ def warn_if_exposed(settings: Settings, authenticated: bool) -> None:
             _LOG.warning("%s is reachable off this host and callers are not authenticated", address)
         if not tls:
             _LOG.warning("%s is reachable off this host without TLS: tokens and text go in clear", address)
+    http_address = f"{settings.http_host or settings.host}:{settings.http_port}"
+    if settings.http_enabled and not is_loopback(http_address):
+        _LOG.warning("the HTTP API on %s is plaintext: terminate TLS in front of it", http_address)

@@ -30,6 +30,7 @@ from rerankd.domain import TraceContext
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
@@ -77,8 +78,13 @@ def incoming(message: TraceContext, metadata: Mapping[str, str]) -> TraceContext
         span_id=caller_span,
         parent_span_id=message.parent_span_id or _header(metadata, "x-parent-span-id"),
         span_name=(message.span_name or _header(metadata, "x-span-name"))[:200],
-        tracestate=tracestate[:512],
+        tracestate=_header_safe(tracestate[:512]),
     )
+
+
+def _header_safe(value: str) -> str:
+    """`value` if it can go out as an HTTP header value (W3C tracestate is printable ASCII), else ""."""
+    return value if _PRINTABLE_ASCII.match(value) else ""
 
 
 def server_trace(caller: TraceContext) -> TraceContext:
