@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from rerankd.config import Settings
 from rerankd.server import App, build
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
@@ -21,7 +20,14 @@ async def running_app(**overrides: Any) -> AsyncIterator[App]:
     The HTTP API's bound port is `app.http_port` (0 when http_enabled=False).
     """
     settings = Settings(
-        **{"host": "127.0.0.1", "port": 0, "http_port": 0, "grace_period_s": 1.0, **overrides}
+        **{
+            "host": "127.0.0.1",
+            "port": 0,
+            "http_port": 0,
+            "metrics_enabled": False,
+            "grace_period_s": 1.0,
+            **overrides,
+        }
     )
     app = build(settings)
     await app.start()

@@ -65,6 +65,7 @@ def server_process(
     address = f"127.0.0.1:{port}"
     log_path = tmp_path / f"rerankd-{port}.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    child_env["RERANKD_METRICS_PORT"] = str(free_port())
     child_env.update(env or {})
     # The HTTP API gets a free port too (a test's own --http-port / --no-http comes later and wins).
     http = ["--http-port", str(free_port())]

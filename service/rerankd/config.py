@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra listen addresses, e.g. unix:///sock/rerankd.sock (comma-separated in env).",
     )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics on metrics_port.")
+    metrics_host: str | None = Field(None, description="Metrics listen address; default: the same as host.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Prometheus /metrics port (0 picks a free one)."
+    )
     http_enabled: bool = Field(True, description="Serve the HTTP/JSON API (Cohere/Pinecone/Portkey/TEI).")
     http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")

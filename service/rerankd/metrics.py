@@ -7,6 +7,8 @@ never becomes a label (an unknown model name is counted as "unknown").
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -62,15 +64,17 @@ BREAKER_TRANSITIONS = Counter(
 DOCUMENTS = Counter(
     "rerankd_documents_scored", "Documents scored, by provider.", ["provider"], registry=REGISTRY
 )
-LOCAL_BATCH = Histogram(
-    "rerankd_local_batch_pairs",
-    "Pairs scored per local inference batch.",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+# The local model scores each pair as a batch of one (rerankd.local.model says why), so the useful
+# "batch" figure is pairs per request, coalesced by the fair scheduler across requests.
+LOCAL_PAIRS = Histogram(
+    "rerankd_local_request_pairs",
+    "Pairs per request handed to the local model's scheduler.",
+    buckets=(1, 4, 16, 32, 64, 128, 256, 1024, 4096),
     registry=REGISTRY,
 )
 LOCAL_QUEUE_SECONDS = Histogram(
     "rerankd_local_queue_wait_seconds",
-    "Time local scoring work waited before a thread took it.",
+    "Time a request's pairs waited in the local scheduler before the first one was scored.",
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
@@ -97,7 +101,41 @@ RATE_LIMITED = Counter(
 )
 
 
-def serve_metrics(host: str, port: int) -> int:
-    """Start the /metrics endpoint in a background thread; returns the bound port."""
-    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    return int(server.server_address[1])
+_KNOWN_MODELS: set[str] = {"default"}
+
+
+def know_models(names: Iterable[str]) -> None:
+    """Register the model names and aliases the server serves (the only model label values)."""
+    _KNOWN_MODELS.update(names)
+
+
+def model_label(name: str) -> str:
+    name = name or "default"
+    return name if name in _KNOWN_MODELS else "unknown"
+
+
+def on_resilience_event(name: str, labels: Mapping[str, str]) -> None:
+    """Mirror the router's resilience events (rerankd.resilience.events) into Prometheus."""
+    if name == "retry":
+        RETRIES.labels(labels.get("target", "").split("/", 1)[0]).inc()
+    elif name == "fallback":
+        FALLBACKS.labels(labels.get("route", "")).inc()
+    elif name == "breaker":
+        target, state = labels.get("target", ""), labels.get("to_state", "")
+        BREAKER_TRANSITIONS.labels(target, state).inc()
+        BREAKER_STATE.labels(target).set(_BREAKER_LEVELS.get(state, 0))
+
+
+_BREAKER_LEVELS = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+
+
+def serve_metrics(host: str, port: int) -> tuple[int, Callable[[], None]]:
+    """Start the /metrics endpoint in a background thread; returns the bound port and a stopper."""
+    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return int(server.server_address[1]), stop

@@ -24,6 +24,7 @@ propagates into the provider calls, which close their connections; no attempt st
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -32,7 +33,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from rerankd import errors
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from rerankd import errors, metrics, tracing
 from rerankd.cache import ResponseCache
 from rerankd.config import (
     DEFAULT_ALIAS,
@@ -426,7 +429,7 @@ class Router:
             try:
                 async with state.limit.slot(min(self.queue_timeout_s, remaining - MIN_ATTEMPT_S)):
                     timeout, cut_by_deadline = self._attempt_timeout(target, policy, deadline)
-                    result = await self._send(target, call, timeout)
+                    result = await self._send(target, call, timeout, attempt)
             except errors.RerankError as raw:
                 exc = normalise(raw)
                 elapsed = time.perf_counter() - started
@@ -451,14 +454,45 @@ class Router:
         configured = min(target.provider.timeout_s or math.inf, policy.retry.attempt_timeout_s or math.inf)
         return min(remaining, configured), remaining <= configured
 
-    async def _send(self, target: Target, call: ProviderCall, timeout: float) -> ProviderResult:
-        try:
-            async with asyncio.timeout(timeout):
-                return await target.provider.rerank(replace(call, timeout=timeout))
-        except TimeoutError:
-            raise errors.DeadlineExceeded(
-                f"{target.provider.name}: no answer within {timeout:.3f}s", provider=target.provider.name
-            ) from None
+    async def _send(self, target: Target, call: ProviderCall, timeout: float, attempt: int) -> ProviderResult:
+        """One attempt under its own CLIENT span; the provider sees that span as its parent."""
+        name = target.provider.name
+        attributes = {
+            "rerankd.provider": name,
+            "rerankd.provider_kind": target.provider.kind,
+            "rerankd.model": target.model,
+            "rerankd.documents": len(call.documents),
+            "rerankd.attempt": attempt,
+        }
+        started = time.perf_counter()
+        outcome = "OK"
+        with tracing.child_span("rerankd.provider_attempt", attributes, SpanKind.CLIENT) as span:
+            headers = tracing.inject(call.headers, span)
+            forwarded = _forwarded_metadata(target.provider.forward_metadata, call.metadata)
+            if forwarded:
+                headers["x-metadata"] = forwarded
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await target.provider.rerank(replace(call, timeout=timeout, headers=headers))
+            except TimeoutError:
+                outcome = "DEADLINE_EXCEEDED"
+                raise errors.DeadlineExceeded(
+                    f"{name}: no answer within {timeout:.3f}s", provider=name
+                ) from None
+            except errors.RerankError as exc:
+                outcome = exc.code.name
+                raise
+            except asyncio.CancelledError:
+                outcome = "CANCELLED"
+                raise
+            finally:
+                span.set_attribute("rerankd.outcome", outcome)
+                if outcome != "OK":
+                    span.set_status(Status(StatusCode.ERROR, outcome))
+                metrics.ATTEMPTS.labels(name, target.model, outcome).inc()
+                metrics.ATTEMPT_SECONDS.labels(name).observe(time.perf_counter() - started)
+        metrics.DOCUMENTS.labels(name).inc(len(call.documents))
+        return result
 
     def _wait(self, deadline: float) -> float:
         return max(min(self.queue_timeout_s, deadline - self._clock() - MIN_ATTEMPT_S), 0.0)
@@ -475,6 +509,14 @@ class Router:
             idle = state.limit.in_flight == 0 and state.limit.waiting == 0
             if idle and state.breaker.state is State.CLOSED:
                 del self._targets[label]
+
+
+def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> str:
+    """The caller metadata a provider may see (its allow-list; "*" = all), as a JSON object."""
+    if not allowed or not metadata:
+        return ""
+    kept = dict(metadata) if "*" in allowed else {k: v for k, v in metadata.items() if k in allowed}
+    return json.dumps(kept, separators=(",", ":")) if kept else ""  # ASCII: a header value
 
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,7 +18,7 @@ from google.protobuf.internal import api_implementation
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from rerankd import tls
+from rerankd import metrics, tls, tracing
 from rerankd.api.grpc_api import RerankServicer
 from rerankd.api.grpc_guard import GuardInterceptor
 from rerankd.api.http_api import HttpServer, create_app
@@ -55,6 +56,8 @@ class App:
     http_server: HttpServer | None = None  # the HTTP/JSON API; None when http_enabled is off
     http_address: str = ""  # host:port it listens on, once started
     http_port: int = 0  # its bound port, once started (0: not serving HTTP)
+    metrics_port: int = 0  # the bound /metrics port, once started (0: metrics off)
+    _stop_metrics: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
@@ -78,6 +81,10 @@ class App:
             self.http_address = self.http_server.address
         await self.server.start()
         _LOG.info("listening on %s", ", ".join(self.addresses))
+        if self.settings.metrics_enabled:
+            host = self.settings.metrics_host or self.settings.host
+            self.metrics_port, self._stop_metrics = metrics.serve_metrics(host, self.settings.metrics_port)
+            _LOG.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for provider in self.providers.values():
             await provider.start()
         if self.http_server is not None:
@@ -100,6 +107,8 @@ class App:
             with contextlib.suppress(Exception):
                 await provider.aclose()
         await self.http.aclose()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         _LOG.info("stopped")
 
 
@@ -117,7 +126,10 @@ def build(settings: Settings) -> App:
     providers = {name: create_provider(name, config, ctx) for name, config in configs.items()}
     for name, provider in providers.items():
         provider.timeout_s = configs[name].timeout_s
+        provider.forward_metadata = tuple(configs[name].forward_metadata)
     router = Router.from_config(providers, settings.routes, provider_configs=configs, settings=settings)
+    router.events.subscribe(metrics.on_resilience_event)
+    metrics.know_models(entry.name for entry in router.entries())
     authenticator = Authenticator.from_settings(settings)  # reads the token file: bad = no start
     limiter = RateLimiter.from_settings(settings)
     tls.warn_if_exposed(settings, authenticator.enabled)
@@ -150,6 +162,7 @@ def build(settings: Settings) -> App:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
+    tracing.setup()  # OTLP export when OTEL_EXPORTER_OTLP_* is set; ids are propagated either way
     app = build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,3 +179,4 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await starting
     await app.drain()
+    tracing.shutdown()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import re
 import secrets
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from rerankd import errors
 from rerankd.domain import TraceContext
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -87,6 +89,33 @@ def _header_safe(value: str) -> str:
     return value if _PRINTABLE_ASCII.match(value) else ""
 
 
+_MAX_METADATA_HEADER_BYTES = 64 * 1024
+
+
+def header_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """Caller metadata from `x-metadata` (alias `x-portkey-metadata`): a JSON object whose values
+    become strings (non-strings as JSON). Malformed or oversized -> INVALID_ARGUMENT naming the
+    header; entry counts and sizes are checked with the message's metadata by validation.
+    """
+    name = "x-metadata" if headers.get("x-metadata") else "x-portkey-metadata"
+    raw = headers.get(name, "")
+    if not raw.strip():
+        return {}
+    if len(raw) > _MAX_METADATA_HEADER_BYTES:
+        raise errors.invalid(name, f"is {len(raw)} bytes; at most {_MAX_METADATA_HEADER_BYTES} allowed")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise errors.invalid(name, "is not valid JSON (expected a JSON object)") from None
+    if not isinstance(parsed, dict):
+        raise errors.invalid(name, f"must be a JSON object, not {type(parsed).__name__}")
+    return {
+        str(key): value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        for key, value in parsed.items()
+        if value is not None
+    }
+
+
 def server_trace(caller: TraceContext) -> TraceContext:
     """The server's own span in the caller's trace: its parent is the caller's span."""
     return TraceContext(
@@ -117,17 +146,21 @@ def outbound_headers(trace: TraceContext, request_id_value: str) -> dict[str, st
 
 # -- OpenTelemetry ------------------------------------------------------------------------------
 
-_CALLER_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "rerankd_caller_trace", default=None
+# The server span takes the ids `server_trace` already chose (they went out in initial metadata
+# before any work began): the id generator hands them out once, then generates as usual.
+_PRESET_IDS: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
+    "rerankd_preset_ids", default=(None, None)
 )
 
 
-class _CallerTraceIds(RandomIdGenerator):
-    """Root spans take the caller's trace id when the caller sent a trace id but no span id."""
-
+class _PresetIds(RandomIdGenerator):
     def generate_trace_id(self) -> int:
-        preset = _CALLER_TRACE_ID.get()
+        preset = _PRESET_IDS.get()[0]
         return preset if preset is not None else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        preset = _PRESET_IDS.get()[1]
+        return preset if preset is not None else super().generate_span_id()
 
 
 _provider: TracerProvider | None = None
@@ -143,13 +176,11 @@ def setup(exporter: SpanExporter | None = None, service_name: str = "rerankd") -
     if _provider is not None:
         _provider.shutdown()
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource, id_generator=_CallerTraceIds())
+    provider = TracerProvider(resource=resource, id_generator=_PresetIds())
     processor: SpanProcessor | None = None
     if exporter is not None:
         processor = SimpleSpanProcessor(exporter)
-    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
+    elif any(os.environ.get(f"OTEL_EXPORTER_OTLP{kind}_ENDPOINT") for kind in ("", "_TRACES")):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         processor = BatchSpanProcessor(OTLPSpanExporter())
@@ -178,43 +209,24 @@ def _ids(span: otel.Span) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def server_span(
-    caller: TraceContext, name: str, attributes: Mapping[str, Any]
-) -> Iterator[tuple[otel.Span, TraceContext]]:
-    """The server span of one call, child of the caller's span; yields it and our TraceContext.
-
-    The span is made current for the block (use it around awaits in one task, not across yields).
+def server_span(trace: TraceContext, name: str, attributes: Mapping[str, Any]) -> Iterator[otel.Span]:
+    """The server span of one call, with the ids of `trace` (from `server_trace`), child of the
+    caller's span (`trace.parent_span_id`) when there is one. Current for the block: use it around
+    awaits in one task, not across an async generator's yields.
     """
     parent = otel_context.Context()
-    token = None
-    if caller.span_id:
+    if _HEX16.match(trace.parent_span_id):
         remote = SpanContext(
-            int(caller.trace_id, 16), int(caller.span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
+            int(trace.trace_id, 16), int(trace.parent_span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
         )
         parent = otel.set_span_in_context(NonRecordingSpan(remote), parent)
-    else:
-        token = _CALLER_TRACE_ID.set(int(caller.trace_id, 16))
+    token = _PRESET_IDS.set((int(trace.trace_id, 16), int(trace.span_id, 16)))
     try:
-        with tracer().start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes), record_exception=False
-        ) as span:
-            if token is not None:
-                _CALLER_TRACE_ID.reset(token)
-                token = None
-            trace_id, span_id = _ids(span)
-            yield (
-                span,
-                TraceContext(
-                    trace_id=trace_id,
-                    span_id=span_id,
-                    parent_span_id=caller.span_id,
-                    span_name=caller.span_name,
-                    tracestate=caller.tracestate,
-                ),
-            )
+        span = tracer().start_span(name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes))
     finally:
-        if token is not None:
-            _CALLER_TRACE_ID.reset(token)
+        _PRESET_IDS.reset(token)
+    with otel.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+        yield span
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import jsonschema
 import pinecone
 import pytest
 from pinecone import Pinecone
-from rerankd import errors
+from rerankd import errors, tracing
 from rerankd.api import http_api
 from rerankd.api.pipeline import Pipeline
 from rerankd.config import ProviderConfig
@@ -422,18 +422,27 @@ async def test_portkey_trace_headers_set_the_trace(http: httpx.AsyncClient) -> N
 
 
 def test_metadata_headers_become_string_metadata() -> None:
-    assert http_api.header_metadata(
+    assert tracing.header_metadata(
         {"x-portkey-metadata": '{"_user": "u", "n": 4, "ok": true, "skip": null}'}
     ) == {
         "_user": "u",
         "n": "4",
         "ok": "true",
     }
-    assert http_api.header_metadata({"x-metadata": '{"a": "b"}', "x-portkey-metadata": '{"c": "d"}'}) == {
+    assert tracing.header_metadata({"x-metadata": '{"a": "b"}', "x-portkey-metadata": '{"c": "d"}'}) == {
         "a": "b"
     }
-    for malformed in ("not json", "[1, 2]", "", '"text"'):
-        assert http_api.header_metadata({"x-metadata": malformed}) == {}
+    assert tracing.header_metadata({"x-metadata": ""}) == {}
+    for malformed in ("not json", "[1, 2]", '"text"'):
+        with pytest.raises(errors.InvalidArgument, match="x-metadata"):
+            tracing.header_metadata({"x-metadata": malformed})
+
+
+async def test_malformed_metadata_header_is_a_bad_request(http: httpx.AsyncClient) -> None:
+    reply = await http.post(
+        "/v2/rerank", json={"query": "q", "documents": ["a"]}, headers={"x-metadata": "{not json"}
+    )
+    assert reply.status_code == 400 and "x-metadata" in reply.json()["message"]
 
 
 async def test_trace_and_request_ids_reach_the_pipeline(local_app: App) -> None:

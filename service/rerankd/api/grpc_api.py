@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from rerankd import errors
+from rerankd import errors, tracing
 from rerankd.api import convert, pipeline
 from rerankd.config import Settings
 from rerankd.domain import Ranked, TraceContext
@@ -44,10 +44,12 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         metadata: Mapping[str, str],
         time_remaining: float | None,
         ids: tuple[str, TraceContext],
+        method: str,
     ) -> _Served:
         request_id, trace = ids
-        query = convert.to_query(request, trace=trace, request_id=request_id, metadata={})
-        ranked = await self.pipeline.rerank(query, time_remaining)
+        headers_metadata = tracing.header_metadata(metadata)  # x-metadata: malformed -> INVALID_ARGUMENT
+        query = convert.to_query(request, trace=trace, request_id=request_id, metadata=headers_metadata)
+        ranked = await self.pipeline.rerank(query, time_remaining, method=method)
         return _Served(ranked, request_id, trace)
 
     @staticmethod
@@ -65,7 +67,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             request,
             ids,
             started,
-            self._serve(request, metadata, context.time_remaining(), ids),
+            self._serve(request, metadata, context.time_remaining(), ids, "Rerank"),
         )
         context.set_trailing_metadata(_trailing(served))
         self._access("Rerank", request, served.request_id, served.trace, started, "OK", served.ranked)
@@ -87,7 +89,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             inner,
             ids,
             started,
-            self._serve(inner, metadata, context.time_remaining(), ids),
+            self._serve(inner, metadata, context.time_remaining(), ids, "RerankStream"),
         )
         ranked = served.ranked
         yield pb.RerankStreamResponse(
@@ -127,7 +129,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                 left = (
                     None if remaining is None else max(remaining - (time.monotonic() - stream_started), 0.0)
                 )
-                served = await self._serve(request, metadata, left, ids)
+                served = await self._serve(request, metadata, left, ids, "RerankBatch")
                 message = convert.response_message(served.ranked, request, request_id=ids[0], trace=ids[1])
                 await out.put(pb.RerankBatchResponse(request_id=ids[0], response=message))
                 self._access("RerankBatch", request, ids[0], ids[1], started, "OK", served.ranked)

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rerankd import __version__, errors
+from rerankd import __version__, errors, tracing
 from rerankd.api.pipeline import CallIds, Pipeline, identify, log_access
 from rerankd.config import Settings
 from rerankd.domain import Document, Ranked, RerankQuery, TraceContext, Truncation, Usage
@@ -47,8 +47,6 @@ from rerankd.domain import Document, Ranked, RerankQuery, TraceContext, Truncati
 _LOG = logging.getLogger("rerankd.http")
 _BodyT = TypeVar("_BodyT", bound=BaseModel)
 _T = TypeVar("_T")
-_METADATA_KEYS = 64
-_METADATA_VALUE_CHARS = 1024
 _PORTKEY_TRACE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 # -- Auth seam ----------------------------------------------------------------------------------
@@ -629,24 +627,6 @@ def _wants_portkey(headers: Mapping[str, str]) -> bool:
     return any(name.startswith("x-portkey-") for name in headers)
 
 
-def header_metadata(headers: Mapping[str, str]) -> dict[str, str]:
-    """Caller metadata from x-metadata / x-portkey-metadata (a JSON object); malformed is ignored."""
-    raw = headers.get("x-metadata") or headers.get("x-portkey-metadata") or ""
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return {}
-    if not isinstance(parsed, dict):
-        return {}
-    metadata: dict[str, str] = {}
-    for key, value in list(parsed.items())[:_METADATA_KEYS]:
-        if value is not None:
-            metadata[str(key)[:128]] = _field_text(value)[:_METADATA_VALUE_CHARS]
-    return metadata
-
-
 class RerankHttpApi:
     """The ASGI app's endpoints over one Pipeline."""
 
@@ -702,7 +682,7 @@ class RerankHttpApi:
         try:
             await self.authorize(headers)
             body = dialect.parse(await self._body(request))
-            query = dialect.to_query(body, ids, header_metadata(headers))
+            query = dialect.to_query(body, ids, tracing.header_metadata(headers))
             model, documents = query.model, len(query.documents)
             await dialect.check(body, self.pipeline)
             ranked = await _unless_disconnected(request, self.pipeline.rerank(query))

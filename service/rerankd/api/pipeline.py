@@ -1,9 +1,10 @@
 """The steps every front door shares, so gRPC and HTTP serve a request the same way.
 
     identify()        request id and the server's span, from the caller's ids and headers/metadata
-    Pipeline.rerank() validate, set the deadline, build the outbound trace headers, call the router
+    Pipeline.rerank() the server span and in-flight gauge around: validate, set the deadline, build
+                      the outbound trace headers, call the router
     Pipeline.targets() what a model name resolves to (for dialect checks made before any work)
-    log_access()      one access-log record per call: ids, model, provider, counts, latency (never text)
+    log_access()      one access-log record and the call metrics per call (never text)
 
 A front door only converts its wire format to a RerankQuery and the Ranked answer back.
 """
@@ -15,7 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from rerankd import tracing
+from opentelemetry.trace import Status, StatusCode
+
+from rerankd import errors, metrics, tracing
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
 from rerankd.router import Router, Target
@@ -46,18 +49,44 @@ class Pipeline:
         self.settings = settings
         self.limits = Limits.from_settings(settings)
 
-    async def rerank(self, query: RerankQuery, time_remaining: float | None = None) -> Ranked:
+    async def rerank(
+        self, query: RerankQuery, time_remaining: float | None = None, *, method: str = "Rerank"
+    ) -> Ranked:
         """Validate `query` and serve it within `time_remaining` (default: the configured budget).
 
-        The query carries its request id and the server's trace context; provider calls get the
-        matching traceparent and x-request-id headers.
+        The query carries its request id and the server's trace context; the server span gets
+        those ids, and provider calls get x-request-id and a traceparent under their attempt span.
         """
-        validate(query, self.limits)
-        budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
-        deadline = time.monotonic() + budget
-        return await self.router.rerank(
-            query, deadline=deadline, headers=tracing.outbound_headers(query.trace, query.request_id)
-        )
+        attributes = {
+            "rpc.method": method,
+            "rerankd.request_id": query.request_id,
+            "rerankd.model": query.model or "default",
+            "rerankd.documents": len(query.documents),
+        }
+        with (
+            metrics.IN_FLIGHT.labels(method).track_inprogress(),
+            tracing.server_span(query.trace, f"rerankd.{method}", attributes) as span,
+        ):
+            try:
+                validate(query, self.limits)
+                budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
+                deadline = time.monotonic() + budget
+                ranked = await self.router.rerank(
+                    query, deadline=deadline, headers=tracing.outbound_headers(query.trace, query.request_id)
+                )
+            except errors.RerankError as exc:
+                span.set_attribute("rerankd.status", exc.code.name)
+                span.set_status(Status(StatusCode.ERROR, exc.code.name))
+                raise
+            span.set_attributes(
+                {
+                    "rerankd.status": "OK",
+                    "rerankd.provider": ranked.provider,
+                    "rerankd.provider_model": ranked.model,
+                    "rerankd.attempts": len(ranked.attempts),
+                }
+            )
+            return ranked
 
     def targets(self, model: str) -> list[Target]:
         """The targets `model` resolves to; errors.NotFound when nothing serves it."""
@@ -75,7 +104,12 @@ def log_access(
     documents: int,
     started: float,
 ) -> None:
-    """One structured access record (`started` is a time.perf_counter() value). No text, no keys."""
+    """One structured access record and the call metrics (`started`: a time.perf_counter() value).
+    No text, no keys; a model name nothing serves is counted as "unknown" (bounded labels).
+    """
+    elapsed = time.perf_counter() - started
+    metrics.CALLS.labels(method, status, metrics.model_label(model), provider).inc()
+    metrics.CALL_SECONDS.labels(method, status).observe(elapsed)
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
     _ACCESS.info(
@@ -89,7 +123,7 @@ def log_access(
                 "model": model or "default",
                 "provider": provider,
                 "documents": documents,
-                "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+                "latency_ms": round(elapsed * 1000.0, 3),
             }
         },
     )

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rerankd import errors
+from rerankd import errors, metrics, tracing
 from rerankd.config import ProviderConfig
 from rerankd.domain import Scored, Usage, render_text
 from rerankd.local.files import resolve_model_dir, verify_bundled
@@ -127,6 +127,7 @@ class LocalProvider(Provider):
             workers=self.threads,
             max_queued=self.max_queued_pairs,
             name=f"{self.name}-score",
+            observe_wait=metrics.LOCAL_QUEUE_SECONDS.observe,
         )
         scheduler.start()
         self._encoder, self._scheduler = encoder, scheduler
@@ -167,16 +168,26 @@ class LocalProvider(Provider):
                     call.query, texts, truncation=call.truncation, max_tokens_per_doc=call.max_tokens_per_doc
                 ),
             )
-            try:
-                scores = await scheduler.run(admission, pairs, [pair.tokens for pair in pairs])
-            except errors.RerankError:
-                raise
-            except Exception as exc:  # onnxruntime failed on a pair: our fault, not the caller's
-                raise errors.Internal(f"{self.name}: the model failed: {exc}") from exc
-        usage = Usage(documents=len(pairs), total_tokens=sum(pair.tokens for pair in pairs))
+            tokens = sum(pair.tokens for pair in pairs)
+            metrics.LOCAL_PAIRS.observe(len(pairs))
+            attributes = {
+                "rerankd.model": self.model_name,
+                "rerankd.pairs": len(pairs),
+                "rerankd.tokens": tokens,
+            }
+            with tracing.child_span("rerankd.local.inference", attributes):
+                try:
+                    scores = await scheduler.run(admission, pairs, [pair.tokens for pair in pairs])
+                except errors.RerankError:
+                    raise
+                except Exception as exc:  # onnxruntime failed on a pair: our fault, not the caller's
+                    raise errors.Internal(f"{self.name}: the model failed: {exc}") from exc
+        usage = Usage(documents=len(pairs), total_tokens=tokens)
         return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
 
     async def aclose(self) -> None:
+        """Fail queued work with UNAVAILABLE and let the workers finish their current pair."""
         if self._scheduler is not None:
             self._scheduler.close()
+            await asyncio.get_running_loop().run_in_executor(None, self._scheduler.join, 5.0)
         self._tokenizing.shutdown(wait=False, cancel_futures=True)

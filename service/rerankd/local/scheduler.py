@@ -63,6 +63,7 @@ class _Job(Generic[T]):
     error: BaseException | None = None
     settled: bool = False
     queued_cost: int = field(default=0)
+    enqueued: float = 0.0  # time.perf_counter() when queued; 0 once its first pair started
 
 
 class Admission:
@@ -99,6 +100,7 @@ class FairScheduler(Generic[T]):
         quantum: int = 256,
         name: str = "rerankd-local",
         seconds_per_token: float = 2e-4,
+        observe_wait: Callable[[float], None] | None = None,
     ) -> None:
         if workers < 1 or max_queued < 1 or quantum < 1:
             raise ValueError("workers, max_queued and quantum must be at least 1")
@@ -116,6 +118,7 @@ class FairScheduler(Generic[T]):
         self._closed = False
         self._threads: list[threading.Thread] = []
         self.scored = 0  # pairs scored since start (for tests and metrics)
+        self._observe_wait = observe_wait  # called with each job's wait before its first pair
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +145,12 @@ class FairScheduler(Generic[T]):
             self._cond.notify_all()
         for job in ring:
             self._settle_soon(job)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the workers to exit after `close` (each finishes the pair it is scoring)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if end is None else max(end - time.monotonic(), 0.0))
 
     # -- admission -----------------------------------------------------------------------------
     @property
@@ -194,6 +203,7 @@ class FairScheduler(Generic[T]):
             future=loop.create_future(),
             deficit=self.quantum,
             queued_cost=sum(costs),
+            enqueued=time.perf_counter(),
         )
         with self._cond:
             if self._closed:
@@ -256,8 +266,11 @@ class FairScheduler(Generic[T]):
                         return
                     self._cond.wait()
                     picked = self._next()
-            job, index = picked
-            started = time.perf_counter()
+                job, index = picked
+                started = time.perf_counter()
+                waited, job.enqueued = (started - job.enqueued if job.enqueued else None), 0.0
+            if waited is not None and self._observe_wait is not None:
+                self._observe_wait(waited)
             error: BaseException | None = None
             score = 0.0
             try:

@@ -64,6 +64,7 @@ class Provider(abc.ABC):
 
     kind: ClassVar[str]
     timeout_s: float | None = None  # most time one call may take; set from the config at start-up
+    forward_metadata: tuple[str, ...] = ()  # caller metadata keys this provider may receive ("*": all)
 
     def __init__(self, name: str) -> None:
         self.name = name
