@@ -16,6 +16,7 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from rerankd import auth, errors, logs, metrics
 from rerankd.auth import ANONYMOUS, Authenticator, TokenFileError, TokenStore, parse_tokens
 from rerankd.server import App
@@ -283,3 +284,21 @@ async def test_access_lines_name_the_caller(tmp_path: Path) -> None:
     refused = [line for line in lines if line["msg"] == "refused"]
     assert [(r["caller"], r["method"], r["status"]) for r in refused] == [("", "Rerank", "UNAUTHENTICATED")]
     assert "wrong-token" not in json.dumps(lines)
+
+
+async def test_health_watch_is_exempt_and_reflection_needs_a_token(tmp_path: Path) -> None:
+    async with secured_app(tmp_path) as (app, _), grpc.aio.insecure_channel(app.addresses[0]) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=5)
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            [answer async for answer in reflect.ServerReflectionInfo(iter([ask]), timeout=5)]
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        answers = [
+            a async for a in reflect.ServerReflectionInfo(iter([ask]), metadata=bearer(ALICE), timeout=5)
+        ]
+        names = {service.name for service in answers[0].list_services_response.service}
+        assert "rerankd.v1.RerankService" in names
