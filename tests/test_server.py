@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -11,9 +13,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from rerankd.config import Settings
+from rerankd.server import _connection_age_options
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
+from tests.conftest import running_app, stub_for
 from tests.examples import FRANCE_BEST, FRANCE_DOCS, FRANCE_QUERY
 from tests.support import server_process
 
@@ -32,6 +37,7 @@ def test_health_reflection_and_unix_socket(tmp_path: Path) -> None:
             )
             names = {s.name for s in answers[0].list_services_response.service}
             assert {"rerankd.v1.RerankService", "grpc.health.v1.Health"} <= names
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660  # group members (the pod's fsGroup) may connect
         with grpc.insecure_channel(f"unix://{sock}") as channel:
             reply = pb_grpc.RerankServiceStub(channel).Rerank(
                 pb.RerankRequest(query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in FRANCE_DOCS]),
@@ -94,3 +100,18 @@ def test_new_calls_are_refused_while_draining(tmp_path: Path) -> None:
                 assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             else:
                 raise AssertionError("a stopped server answered")
+
+
+def test_max_connection_age_sets_goaway_options() -> None:
+    assert _connection_age_options(Settings()) == []
+    options = dict(_connection_age_options(Settings(max_connection_age_s=300, grace_period_s=20)))
+    assert options == {"grpc.max_connection_age_ms": 300_000, "grpc.max_connection_age_grace_ms": 20_000}
+
+
+async def test_connections_older_than_the_max_age_are_replaced_without_failing_calls() -> None:
+    async with running_app(max_connection_age_s=0.3) as app, stub_for(app) as stub:
+        request = pb.RerankRequest(query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in FRANCE_DOCS])
+        for _ in range(4):
+            reply = await stub.Rerank(request, timeout=30)
+            assert reply.results[0].index == FRANCE_BEST
+            await asyncio.sleep(0.25)

@@ -169,6 +169,15 @@ class Settings(BaseSettings):
     http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
     grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
+    max_connection_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="Close client connections after this long (GOAWAY, +-10% jitter) so clients re-resolve"
+        " and spread over new pods; 0 = never. In-flight calls get grace_period_s to finish.",
+    )
+    unix_socket_mode: str = Field(
+        "660", pattern=r"^[0-7]{3}$", description="Permissions of unix:// sockets (octal; 660 = owner+group)."
+    )
     max_receive_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC receive limit.")
     max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send limit.")
     default_deadline_s: float = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ class App:
             self.http_port = self.http_server.bind()  # bound now, served once providers are loaded
             self.http_address = self.http_server.address
         await self.server.start()
+        for address in self.addresses:
+            if address.startswith("unix:"):
+                _chmod_socket(address, int(self.settings.unix_socket_mode, 8))
         _LOG.info("listening on %s", ", ".join(self.addresses))
         if self.settings.metrics_enabled:
             host = self.settings.metrics_host or self.settings.host
@@ -142,6 +146,7 @@ def build(settings: Settings) -> App:
             ("grpc.so_reuseport", 0),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            *_connection_age_options(settings),
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -158,6 +163,22 @@ def build(settings: Settings) -> App:
         server,
     )
     return App(settings, server, health_servicer, router, providers, http, http_server=http_server)
+
+
+def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    if not settings.max_connection_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.grace_period_s * 1000)),
+    ]
+
+
+def _chmod_socket(address: str, mode: int) -> None:
+    """Let the socket's group (e.g. the pod's fsGroup) connect, not only its owner."""
+    path = address.removeprefix("unix:").removeprefix("//")
+    if path and os.path.exists(path):
+        os.chmod(path, mode)
 
 
 async def serve(settings: Settings) -> None:
