@@ -24,6 +24,7 @@ propagates into the provider calls, which close their connections; no attempt st
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import math
@@ -384,9 +385,13 @@ class Router:
                 result = await self._call(
                     target, state, permit, policy, part, deadline, attempts, f"chunk {number}/{count}: "
                 )
-            return ProviderResult(
+            shifted = ProviderResult(
                 [Scored(s.index + start, s.score) for s in result.scores], result.usage, result.model
             )
+            sink = PARTIAL_RESULTS.get()
+            if sink is not None:
+                sink(target, shifted.scores)
+            return shifted
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -509,6 +514,14 @@ class Router:
             idle = state.limit.in_flight == 0 and state.limit.waiting == 0
             if idle and state.breaker.state is State.CLOSED:
                 del self._targets[label]
+
+
+# Where a streaming caller that asked for `progressive` results wants each finished chunk's scores
+# (indices into the whole request). Set by the front door in the task that runs the request; the
+# chunk tasks inherit it.
+PARTIAL_RESULTS: contextvars.ContextVar[Callable[[Target, list[Scored]], None] | None] = (
+    contextvars.ContextVar("rerankd_partial_results", default=None)
+)
 
 
 def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from rerankd import errors, tracing
 from rerankd.api import convert, pipeline
 from rerankd.config import Settings
-from rerankd.domain import Ranked, TraceContext
-from rerankd.router import Router
+from rerankd.domain import Ranked, Scored, TraceContext
+from rerankd.router import PARTIAL_RESULTS, Router
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
@@ -83,24 +84,23 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         ids = self._ids(inner, metadata)
         await context.send_initial_metadata(_id_metadata(*ids))
         started = time.perf_counter()
-        served = await self._guard(
-            context,
-            "RerankStream",
-            inner,
-            ids,
-            started,
-            self._serve(inner, metadata, context.time_remaining(), ids, "RerankStream"),
-        )
-        ranked = served.ranked
-        yield pb.RerankStreamResponse(
-            header=pb.RerankStreamHeader(
-                id=served.request_id,
-                model=ranked.model,
-                provider=ranked.provider,
-                trace=convert.trace_message(served.trace),
-                total_results=len(ranked.results),
+        work = self._serve(inner, metadata, context.time_remaining(), ids, "RerankStream")
+        if request.progressive:
+            progress = _Progress(work)
+            try:
+                yield _stream_header(ids[0], inner.model or "default", "", ids[1], _expected_results(inner))
+                async for partial in progress.partials():
+                    yield partial
+                served = await self._guard(context, "RerankStream", inner, ids, started, progress.task)
+            finally:
+                progress.task.cancel()
+        else:
+            served = await self._guard(context, "RerankStream", inner, ids, started, work)
+            ranked = served.ranked
+            yield _stream_header(
+                served.request_id, ranked.model, ranked.provider, served.trace, len(ranked.results)
             )
-        )
+        ranked = served.ranked
         results = convert.result_messages(ranked.results, inner, inner.return_documents)
         for first_rank, chunk in _pack(results, request.results_per_message):
             yield pb.RerankStreamResponse(
@@ -108,7 +108,10 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             )
         yield pb.RerankStreamResponse(
             summary=pb.RerankStreamSummary(
-                usage=convert.usage_message(ranked.usage), attempts=convert.attempt_messages(ranked.attempts)
+                usage=convert.usage_message(ranked.usage),
+                attempts=convert.attempt_messages(ranked.attempts),
+                model=ranked.model,
+                provider=ranked.provider,
             )
         )
         context.set_trailing_metadata(_trailing(served))
@@ -208,6 +211,57 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             documents=len(request.documents),
             started=started,
         )
+
+
+class _Progress:
+    """A request running in its own task, publishing each finished chunk's scores to a queue."""
+
+    def __init__(self, work: Coroutine[Any, Any, _Served]) -> None:
+        self.queue: asyncio.Queue[list[Scored]] = asyncio.Queue()
+
+        async def run() -> _Served:
+            # Set in this task's own copy of the context: only this request's chunks publish here.
+            PARTIAL_RESULTS.set(lambda _target, scores: self.queue.put_nowait(scores))
+            return await work
+
+        self.task: asyncio.Task[_Served] = asyncio.create_task(run())
+
+    async def partials(self) -> AsyncIterator[pb.RerankStreamResponse]:
+        """Partial-result messages until the request finishes (then those already published)."""
+        while not self.task.done():
+            getter = asyncio.ensure_future(self.queue.get())
+            await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            yield _partial(getter.result())
+        while not self.queue.empty():
+            yield _partial(self.queue.get_nowait())
+
+
+def _partial(scores: list[Scored]) -> pb.RerankStreamResponse:
+    best_first = sorted(scores, key=lambda s: (-s.score, s.index))
+    results = [pb.RerankResult(index=s.index, relevance_score=s.score) for s in best_first]
+    return pb.RerankStreamResponse(results=pb.RerankStreamResults(results=results, partial=True))
+
+
+def _stream_header(
+    request_id: str, model: str, provider: str, trace: TraceContext, total: int
+) -> pb.RerankStreamResponse:
+    return pb.RerankStreamResponse(
+        header=pb.RerankStreamHeader(
+            id=request_id,
+            model=model,
+            provider=provider,
+            trace=convert.trace_message(trace),
+            total_results=total,
+        )
+    )
+
+
+def _expected_results(request: pb.RerankRequest) -> int:
+    count = len(request.documents)
+    return min(request.top_n, count) if request.top_n else count
 
 
 def _trace_from(message: pb.TraceContext) -> TraceContext:

@@ -184,12 +184,16 @@ class RerankStreamResults(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RerankResult, _Mapping]]] = ..., partial: _Optional[bool] = ..., first_rank: _Optional[int] = ...) -> None: ...
 
 class RerankStreamSummary(_message.Message):
-    __slots__ = ("usage", "attempts")
+    __slots__ = ("usage", "attempts", "model", "provider")
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
     usage: Usage
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
-    def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+    model: str
+    provider: str
+    def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class RerankBatchRequest(_message.Message):
     __slots__ = ("request",)
