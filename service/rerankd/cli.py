@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from rerankd import logs
+from rerankd import eventloop, logs
 from rerankd.client import RerankClient, RerankOptions
 from rerankd.config import load_settings
 from rerankd.v1 import rerank_pb2 as pb
@@ -172,7 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     logs.configure(settings.log_level)
-    asyncio.run(serve(settings))
+    eventloop.run(serve(settings))
     return 0
 
 

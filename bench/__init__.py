@@ -1,0 +1,1 @@
+"""Benchmarks: load generators, fast fakes and the harnesses that write bench/results/."""
