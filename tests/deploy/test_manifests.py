@@ -313,7 +313,10 @@ def test_standalone_service_hpa_pdb_and_policy_select_the_pods(rendered: dict[st
 
     policy = df.find(docs, "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [GRPC_PORT, HTTP_PORT]
+    clients, scrapers = policy["spec"]["ingress"]
+    assert [p["port"] for p in clients["ports"]] == [GRPC_PORT, HTTP_PORT]
+    assert [p["port"] for p in scrapers["ports"]] == [9464]  # /metrics only, for labelled scrapers
+    assert scrapers["from"][0]["podSelector"]["matchLabels"] == {"rerankd-metrics-scraper": "true"}
 
 
 @pytest.mark.parametrize("overlay", df.OVERLAYS)
