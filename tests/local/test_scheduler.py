@@ -134,3 +134,5 @@ async def test_closing_fails_queued_jobs_with_unavailable(encoder: CrossEncoder)
         await task
     with pytest.raises(errors.Unavailable):
         scheduler.admit(1)
+    scheduler.join(10)  # the worker finishes the pair it had and exits
+    assert not any(thread.is_alive() for thread in scheduler._threads)

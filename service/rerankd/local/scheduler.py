@@ -99,6 +99,7 @@ class FairScheduler(Generic[T]):
         max_queued: int,
         quantum: int = 256,
         name: str = "rerankd-local",
+        provider: str = "",
         seconds_per_token: float = 2e-4,
         observe_wait: Callable[[float], None] | None = None,
     ) -> None:
@@ -109,6 +110,7 @@ class FairScheduler(Generic[T]):
         self.max_queued = max_queued
         self.quantum = quantum
         self.name = name
+        self.provider = provider  # named in the errors
         self._cond = threading.Condition()
         self._ring: deque[_Job[T]] = deque()
         self._queued = 0  # pairs queued, not started
@@ -140,7 +142,8 @@ class FairScheduler(Generic[T]):
             ring, self._ring = list(self._ring), deque()
             for job in ring:
                 self._drop(job)
-                job.error = job.error or errors.Unavailable("the local model is shutting down")
+                shutting = errors.Unavailable("the local model is shutting down", provider=self.provider)
+                job.error = job.error or shutting
                 job.settled = True
             self._cond.notify_all()
         for job in ring:
@@ -162,13 +165,14 @@ class FairScheduler(Generic[T]):
         """Room for `count` pairs, or QueueFull with the time the queue needs to drain."""
         with self._cond:
             if self._closed:
-                raise errors.Unavailable("the local model is shutting down")
+                raise errors.Unavailable("the local model is shutting down", provider=self.provider)
             waiting = self._queued + self._reserved
             if waiting and waiting + count > self.max_queued:
                 raise QueueFull(
                     f"the local model's queue holds {waiting} pairs; {count} more would pass its bound"
                     f" of {self.max_queued}",
                     retry_after=self._drain_time(),
+                    provider=self.provider,
                 )
             self._reserved += count
         return Admission(self, count)
@@ -208,7 +212,7 @@ class FairScheduler(Generic[T]):
         with self._cond:
             if self._closed:
                 admission.release()
-                raise errors.Unavailable("the local model is shutting down")
+                raise errors.Unavailable("the local model is shutting down", provider=self.provider)
             self._reserved -= admission.count
             admission.count = 0
             self._queued += len(items)
