@@ -127,6 +127,7 @@ class LocalProvider(Provider):
             workers=self.threads,
             max_queued=self.max_queued_pairs,
             name=f"{self.name}-score",
+            provider=self.name,
             observe_wait=metrics.LOCAL_QUEUE_SECONDS.observe,
         )
         scheduler.start()
