@@ -65,8 +65,9 @@ async def test_drive_stops_at_the_time_cap_and_counts_failures() -> None:
     async def call() -> float | None:
         nonlocal calls
         calls += 1
+        number = calls  # this call's own number: the other worker moves `calls` during the sleep
         await asyncio.sleep(0.01)
-        if calls % 3 == 0:
+        if number % 3 == 0:
             raise TimeoutError
         return 0.002
 
