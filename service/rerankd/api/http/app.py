@@ -1,0 +1,235 @@
+"""The ASGI app of the HTTP front door: the auth seam, the routes, and the one handler that serves
+a rerank call in any dialect (ids and trace headers, body size limit, client disconnects, access
+log, errors in the dialect's own shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rerankd import errors, tracing
+from rerankd.api.http.base import Dialect
+from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
+from rerankd.api.http.openapi import openapi_document
+from rerankd.api.pipeline import CallIds, Pipeline, identify, log_access
+from rerankd.config import Settings
+from rerankd.domain import TraceContext
+
+_LOG = logging.getLogger("rerankd.http")
+_T = TypeVar("_T")
+_PORTKEY_TRACE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+# -- Auth seam ----------------------------------------------------------------------------------
+
+Authorizer = Callable[[Mapping[str, str]], Awaitable[None]]
+"""Checks a request's lower-cased headers before any work; raises errors.Unauthenticated to refuse."""
+
+
+async def admit_everyone(headers: Mapping[str, str]) -> None:
+    """The authorizer used until auth lands (issue 8): every caller is admitted, no header is read.
+
+    Auth plugs in here (Bearer or Api-Key, the same tokens as on gRPC); a refusal raised as
+    errors.Unauthenticated is reported in each dialect's own error shape with status 401.
+    """
+
+
+# -- The app ------------------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The caller closed the connection before the answer was ready."""
+
+
+def _wants_portkey(headers: Mapping[str, str]) -> bool:
+    return any(name.startswith("x-portkey-") for name in headers)
+
+
+class RerankHttpApi:
+    """The ASGI app's endpoints over one Pipeline."""
+
+    def __init__(
+        self, pipeline: Pipeline, settings: Settings, *, authorize: Authorizer = admit_everyone
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.authorize = authorize
+        self.max_body_bytes = settings.max_receive_message_bytes
+        self.openapi = openapi_document()
+        self._openapi_bytes = _dumps(self.openapi)
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/v1/rerank", self._cohere_v1, methods=["POST"]),
+            Route("/v2/rerank", self._cohere_v2, methods=["POST"]),
+            Route("/portkey/v1/rerank", self._portkey, methods=["POST"]),
+            Route("/rerank", self._pinecone, methods=["POST"]),
+            Route("/tei/rerank", self._tei, methods=["POST"]),
+            Route("/openapi.json", self._openapi, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+
+    async def _cohere_v1(self, request: Request) -> Response:
+        dialect = PORTKEY if _wants_portkey(request.headers) else COHERE_V1
+        return await self.handle(request, dialect)
+
+    async def _cohere_v2(self, request: Request) -> Response:
+        dialect = PORTKEY if _wants_portkey(request.headers) else COHERE_V2
+        return await self.handle(request, dialect)
+
+    async def _portkey(self, request: Request) -> Response:
+        return await self.handle(request, PORTKEY, portkey=True)
+
+    async def _pinecone(self, request: Request) -> Response:
+        return await self.handle(request, PINECONE)
+
+    async def _tei(self, request: Request) -> Response:
+        return await self.handle(request, TEI)
+
+    async def _openapi(self, request: Request) -> Response:
+        return Response(self._openapi_bytes, media_type="application/json")
+
+    async def handle(self, request: Request, dialect: Dialect[Any], *, portkey: bool = False) -> Response:
+        """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape."""
+        started = time.perf_counter()
+        headers = dict(request.headers)  # Starlette lower-cases header names
+        ids = identify("", TraceContext(), headers)
+        out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
+        method = f"http {dialect.name}"
+        model, documents = "", 0
+        try:
+            await self.authorize(headers)
+            body = dialect.parse(await self._body(request))
+            query = dialect.to_query(body, ids, tracing.header_metadata(headers))
+            model, documents = query.model, len(query.documents)
+            await dialect.check(body, self.pipeline)
+            ranked = await _unless_disconnected(request, self.pipeline.rerank(query))
+            payload = dialect.render(ranked, body, ids)
+            out_headers["x-provider"] = ranked.provider
+            out_headers["x-attempts"] = str(len(ranked.attempts))
+            cache = getattr(ranked, "cache", "")  # "hit"/"miss" where the route caches answers
+            if cache:
+                out_headers["x-cache"] = cache
+            out_headers.update(dialect.headers(ranked, body, started))
+            log_access(
+                method=method,
+                status="OK",
+                request_id=ids.request_id,
+                trace_id=ids.trace.trace_id,
+                model=model,
+                provider=ranked.provider,
+                documents=documents,
+                started=started,
+            )
+            return _json(200, payload, out_headers)
+        except errors.RerankError as exc:
+            failure: errors.RerankError = exc
+            status_name = exc.code.name
+        except _ClientGone:
+            log_access(
+                method=method,
+                status="CANCELLED",
+                request_id=ids.request_id,
+                trace_id=ids.trace.trace_id,
+                model=model,
+                provider="",
+                documents=documents,
+                started=started,
+            )
+            return Response(status_code=499, headers=out_headers)  # nobody is left to read it
+        except Exception:
+            _LOG.exception("unexpected error in %s (request id %s)", method, ids.request_id)
+            failure, status_name = errors.internal_for(ids.request_id), "INTERNAL"
+        log_access(
+            method=method,
+            status=status_name,
+            request_id=ids.request_id,
+            trace_id=ids.trace.trace_id,
+            model=model,
+            provider=failure.provider,
+            documents=documents,
+            started=started,
+        )
+        status, payload = dialect.error(dialect.presented(failure))
+        if failure.retry_after is not None:
+            out_headers["retry-after"] = str(max(math.ceil(failure.retry_after), 0))
+        return _json(status, payload, out_headers)
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise errors.invalid("body", f"is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.invalid("body", f"is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _id_headers(ids: CallIds, headers: Mapping[str, str], portkey: bool) -> dict[str, str]:
+    out = {"x-request-id": ids.request_id, "x-trace-id": ids.trace.trace_id, "x-span-id": ids.trace.span_id}
+    if portkey:
+        theirs = headers.get("x-portkey-trace-id", "").strip()
+        out["x-portkey-trace-id"] = theirs if _PORTKEY_TRACE_ID.match(theirs) else ids.trace.trace_id
+    return out
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, _T]) -> _T:
+    """Await `work`, cancelling it (and raising _ClientGone) if the caller disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise _ClientGone
+    finally:
+        watcher.cancel()
+        task.cancel()
+
+
+async def _disconnect(request: Request) -> None:
+    """Return once the ASGI server reports the client gone (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str]) -> Response:
+    return Response(_dumps(payload), status_code=status, headers=dict(headers), media_type="application/json")
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return _json(status, {"message": f"{detail}: {request.method} {request.url.path}"}, {})
+
+
+def create_app(
+    pipeline: Pipeline, settings: Settings, *, authorize: Authorizer = admit_everyone
+) -> Starlette:
+    """The ASGI app of the HTTP front door."""
+    return RerankHttpApi(pipeline, settings, authorize=authorize).app()
