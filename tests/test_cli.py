@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,34 @@ def test_errors_exit_nonzero_with_the_status(server) -> None:
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "query" in bad.stderr
     down = cli("health", "--target", "127.0.0.1:1", "--timeout", "1")
     assert down.returncode == 2
+
+
+def test_token_from_flag_or_env_when_the_server_requires_one(tmp_path: Path) -> None:
+    token = "cli-test-token-0123456789abcdef"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ops-cli: {token}\n")
+    with server_process(tmp_path=tmp_path, env={"RERANKD_AUTH_TOKENS_FILE": str(tokens)}) as server:
+        refused = cli("models", "--target", server.address)
+        assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+        allowed = cli("models", "--target", server.address, "--token", token)
+        assert allowed.returncode == 0 and "default" in allowed.stdout
+        ranked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rerankd.cli",
+                "rerank",
+                FRANCE_QUERY,
+                "--doc",
+                FRANCE_DOCS[1],
+                "--json",
+                "--target",
+                server.address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "RERANKD_TOKEN": token},
+        )
+        assert ranked.returncode == 0, ranked.stderr
+        assert token not in server.log()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +67,27 @@ def _parser() -> argparse.ArgumentParser:
 def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
     parser.add_argument("--timeout", type=float, default=30.0, help="call deadline in seconds")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("RERANKD_TOKEN"),
+        help="bearer token when the server requires one (default: $RERANKD_TOKEN)",
+    )
+    parser.add_argument("--tls-ca", help="connect with TLS, trusting this CA certificate (PEM)")
+    parser.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
+
+
+def _client(args: argparse.Namespace) -> RerankClient:
+    credentials = None
+    if args.tls_ca or args.tls_cert:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise SystemExit("--tls-cert and --tls-key go together")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(args.tls_ca).read_bytes() if args.tls_ca else None,
+            private_key=Path(args.tls_key).read_bytes() if args.tls_key else None,
+            certificate_chain=Path(args.tls_cert).read_bytes() if args.tls_cert else None,
+        )
+    return RerankClient(args.target, timeout=args.timeout, credentials=credentials, token=args.token)
 
 
 def _documents(args: argparse.Namespace) -> list[pb.Document]:
@@ -94,7 +117,7 @@ def _rerank(args: argparse.Namespace) -> int:
     documents = _documents(args)
     options: RerankOptions = {"model": args.model, "top_n": max(args.top_n, 0)}
     answer: pb.RerankStreamHeader | pb.RerankResponse
-    with RerankClient(args.target, timeout=args.timeout) as client:
+    with _client(args) as client:
         if args.stream:
             streamed = client.rerank_stream_collect(args.query, documents, **options)
             results, answer = streamed.results, streamed.header
@@ -131,7 +154,7 @@ def _rerank(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    with RerankClient(args.target, timeout=args.timeout) as client:
+    with _client(args) as client:
         reply = client.list_models()
     if args.json:
         from google.protobuf import json_format
@@ -146,7 +169,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _health(args: argparse.Namespace) -> int:
     try:
-        with RerankClient(args.target, timeout=args.timeout) as client:
+        with _client(args) as client:
             status = client.health(args.service)
     except grpc.RpcError as exc:
         print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -172,7 +195,10 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logs.configure(settings.log_level)
     eventloop.run(serve(settings))
-    return 0
+    # Drained: every call finished or was cancelled at the end of the grace period. Work still on
+    # a thread (a tokenizer chewing a huge document) must not hold the exit past that promise.
+    logging.shutdown()
+    os._exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

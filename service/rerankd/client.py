@@ -228,20 +228,24 @@ def _serving_status(reply: health_pb2.HealthCheckResponse) -> str:
 class _Base:
     """What both clients share: defaults and how a call's request and metadata are built."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, token: str | None = None) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive: every call has a deadline")
         self.timeout = timeout
+        # Sent as gRPC metadata on every call (also over plaintext channels, e.g. a Unix socket).
+        self._auth: list[tuple[str, str]] = [("authorization", f"Bearer {token}")] if token else []
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}(timeout={self.timeout}, token={'set' if self._auth else 'none'})"
 
     def _timeout(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
 
-    @staticmethod
     def _build(
-        query: str, documents: Sequence[DocumentLike], options: RerankOptions
+        self, query: str, documents: Sequence[DocumentLike], options: RerankOptions
     ) -> tuple[pb.RerankRequest, list[tuple[str, str]]]:
         request = _request(query, documents, options)
-        metadata = _call_metadata(
+        metadata = self._auth + _call_metadata(
             options.get("traceparent"),
             options.get("tracestate"),
             options.get("request_id"),
@@ -265,10 +269,11 @@ class RerankClient(_Base):
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         retries: bool = True,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        super().__init__(timeout)
+        super().__init__(timeout, token)
         opts = channel_options(options, retries=retries)
         self.channel = (
             grpc.secure_channel(target, credentials, options=opts)
@@ -339,12 +344,16 @@ class RerankClient(_Base):
         return collect_stream(stream)
 
     def list_models(self, *, timeout: float | None = None) -> pb.ListModelsResponse:
-        return self._stub.ListModels(pb.ListModelsRequest(), timeout=self._timeout(timeout))
+        return self._stub.ListModels(
+            pb.ListModelsRequest(), timeout=self._timeout(timeout), metadata=self._auth
+        )
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The health status name of `service` ("" is the whole server): "SERVING", "NOT_SERVING", ..."""
         reply = self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self._timeout(timeout)
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self._timeout(timeout),
+            metadata=self._auth,
         )
         return _serving_status(reply)
 
@@ -362,10 +371,11 @@ class AsyncRerankClient(_Base):
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         retries: bool = True,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        super().__init__(timeout)
+        super().__init__(timeout, token)
         opts = channel_options(options, retries=retries)
         self.channel = (
             grpc.aio.secure_channel(target, credentials, options=opts)
@@ -440,7 +450,9 @@ class AsyncRerankClient(_Base):
         *,
         timeout: float | None = None,
     ) -> pb.ListModelsResponse:
-        return await self._stub.ListModels(pb.ListModelsRequest(), timeout=self._timeout(timeout))
+        return await self._stub.ListModels(
+            pb.ListModelsRequest(), timeout=self._timeout(timeout), metadata=self._auth
+        )
 
     async def health(
         self,
@@ -450,6 +462,8 @@ class AsyncRerankClient(_Base):
     ) -> str:
         """The health status name of `service` ("" is the whole server): "SERVING", "NOT_SERVING", ..."""
         reply = await self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self._timeout(timeout)
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self._timeout(timeout),
+            metadata=self._auth,
         )
         return _serving_status(reply)
