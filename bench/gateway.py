@@ -126,6 +126,7 @@ def rerankd_process(config: Path, cpu: int | None, workdir: Path, *extra: str) -
         cmd = ["taskset", "-c", str(cpu), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
     env["RERANKD_LOCAL_ENABLED"] = "false"
+    env["RERANKD_METRICS_PORT"] = "0"  # a free port: several servers may run at once
     log = workdir / f"rerankd-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -225,42 +226,52 @@ async def measure_cells(
 
 
 async def measure_big_stream(address: str, documents: int, runs: int) -> BigStream:
-    """RerankStream of `documents` with return_documents, on a channel with default message limits."""
+    """RerankStream of `documents` with return_documents, plain and progressive, `runs` times each,
+    on a channel with gRPC's default receive limit (every message must stay under 4 MiB)."""
     result = BigStream(documents)
-    request = pb.RerankStreamRequest(request=rerank_request(documents, return_documents=True))
+    inner = rerank_request(documents, return_documents=True)
     options = (("grpc.max_send_message_length", 64 * 1024 * 1024),)  # the request itself is large
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = pb_grpc.RerankServiceStub(channel)
-        for _ in range(runs):
-            started = time.perf_counter()
-            first = 0.0
-            messages = results = total_bytes = largest = 0
-            async for reply in stub.RerankStream(request, timeout=120):
-                size = reply.ByteSize()
-                messages += 1
-                total_bytes += size
-                largest = max(largest, size)
-                if reply.HasField("results"):
-                    if not first:
-                        first = time.perf_counter() - started
-                    results += len(reply.results.results)
-                    if not all(r.document.text for r in reply.results.results):
-                        raise RuntimeError("a result came back without its document")
-            elapsed = time.perf_counter() - started
-            if results != documents:
-                raise RuntimeError(f"expected {documents} results, got {results}")
-            result.runs.append(
-                {
-                    "first_result_ms": first * 1000,
-                    "total_ms": elapsed * 1000,
-                    "messages": messages,
-                    "results": results,
-                    "response_bytes": total_bytes,
-                    "largest_message_bytes": largest,
-                    "request_bytes": request.ByteSize(),
-                }
-            )
+        for progressive in (False, True):
+            request = pb.RerankStreamRequest(request=inner, progressive=progressive)
+            for _ in range(runs):
+                result.runs.append(await _one_big_stream(stub, request, documents))
     return result
+
+
+async def _one_big_stream(stub: Any, request: pb.RerankStreamRequest, documents: int) -> dict[str, float]:
+    started = time.perf_counter()
+    first = first_final = 0.0
+    messages = results = total_bytes = largest = 0
+    async for reply in stub.RerankStream(request, timeout=120):
+        size = reply.ByteSize()
+        messages += 1
+        total_bytes += size
+        largest = max(largest, size)
+        if reply.HasField("results"):
+            now = time.perf_counter() - started
+            first = first or now
+            if reply.results.partial:
+                continue
+            first_final = first_final or now
+            results += len(reply.results.results)
+            if not all(r.document.text for r in reply.results.results):
+                raise RuntimeError("a result came back without its document")
+    elapsed = time.perf_counter() - started
+    if results != documents:
+        raise RuntimeError(f"expected {documents} ranked results, got {results}")
+    return {
+        "progressive": float(request.progressive),
+        "first_result_ms": first * 1000,
+        "first_ranked_ms": first_final * 1000,
+        "total_ms": elapsed * 1000,
+        "messages": messages,
+        "results": results,
+        "response_bytes": total_bytes,
+        "largest_message_bytes": largest,
+        "request_bytes": request.ByteSize(),
+    }
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
@@ -289,14 +300,21 @@ def summarize_profile(raw: Path, top: int = 25) -> list[tuple[float, float, str]
         own[frames[-1]] = own.get(frames[-1], 0) + samples
     if not total:
         return []
-    skip = ("<module>", "_run_code", "_run_module_as_main", "run (", "Runner.run", "BaseEventLoop.run")
-    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])
     rows = [
         (100.0 * n / total, 100.0 * own.get(name, 0) / total, name)
-        for name, n in ranked
-        if not name.startswith(skip) and "main (rerankd/cli.py" not in name and "_serve (" not in name
+        for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])
+        if name.split(" (")[0] not in _BOILERPLATE
     ]
     return rows[:top]
+
+
+_BOILERPLATE = frozenset(
+    {
+        "<module>", "_run_code", "_run_module_as_main", "main", "_serve", "run", "Runner.run",
+        "BaseEventLoop.run_until_complete", "BaseEventLoop.run_forever", "Thread._bootstrap",
+        "Thread._bootstrap_inner",
+    }
+)  # fmt: skip
 
 
 def _frame(frame: str) -> str:
@@ -424,27 +442,28 @@ def write_markdown(data: dict[str, Any], out: Path) -> None:
         "",
         "Through the Cohere adapter, whose 1,000-document limit splits it into 10 provider calls (8 at a"
         " time); read on a channel with gRPC's default 4 MiB receive limit, so no message may exceed it."
-        " RerankStream ranks after every chunk has answered, so the first result comes after the last"
-        " chunk.",
+        " Plain: the ranking comes after every chunk has answered. Progressive: each chunk's partial"
+        " scores are sent as it finishes (`partial`), then the ranking.",
         "",
-        "| run | request MB | time to first result ms | total ms | messages | response MB "
-        "| largest message KiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | mode | request MB | first result ms | first ranked result ms | total ms | messages "
+        "| response MB | largest message KiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, run in enumerate(big.runs, 1):
+        mode = "progressive" if run["progressive"] else "plain"
         lines.append(
-            f"| {i} | {run['request_bytes'] / 1e6:.2f} | {run['first_result_ms']:.0f} "
-            f"| {run['total_ms']:.0f} "
-            f"| {run['messages']:.0f} | {run['response_bytes'] / 1e6:.2f} "
-            f"| {run['largest_message_bytes'] / 1024:.0f} |"
+            f"| {i} | {mode} | {run['request_bytes'] / 1e6:.2f} | {run['first_result_ms']:.0f} "
+            f"| {run['first_ranked_ms']:.0f} | {run['total_ms']:.0f} | {run['messages']:.0f} "
+            f"| {run['response_bytes'] / 1e6:.2f} | {run['largest_message_bytes'] / 1024:.0f} |"
         )
     if data.get("profile"):
         lines += [
             "",
             "## Where rerankd's time goes (py-spy, Rerank, 20 documents, concurrency 64)",
             "",
-            "Share of samples in the event-loop thread and gRPC's poller thread; inclusive and self."
-            " `Handle._run` self time is gRPC's Cython code running on the loop.",
+            "Share of all samples (the event-loop thread and gRPC's poller thread), inclusive and self."
+            " `Thread.run` self time is gRPC's poller thread; self time in frames that call into gRPC"
+            " (`Handle._run` on asyncio's loop, the handler's own frames on uvloop) is gRPC's Cython code.",
             "",
             "| inclusive % | self % | function |",
             "|---:|---:|---|",

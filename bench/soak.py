@@ -79,6 +79,7 @@ def server(
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    env["RERANKD_METRICS_PORT"] = "0"  # a free port: several servers may run at once
     log = workdir / "rerankd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

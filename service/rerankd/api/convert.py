@@ -95,15 +95,31 @@ def attempt_messages(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
 def response_message(
     ranked: Ranked, request: pb.RerankRequest, *, request_id: str, trace: TraceContext
 ) -> pb.RerankResponse:
-    return pb.RerankResponse(
+    response = pb.RerankResponse(
         id=request_id,
         model=ranked.model,
         provider=ranked.provider,
-        results=result_messages(ranked.results, request, request.return_documents),
         usage=usage_message(ranked.usage),
         trace=trace_message(trace),
         attempts=attempt_messages(ranked.attempts),
     )
+    add_results(response.results, ranked.results, request, request.return_documents)
+    return response
+
+
+def add_results(
+    target: Any, scores: Sequence[Scored], request: pb.RerankRequest, return_documents: bool
+) -> None:
+    """Append a RerankResult per score to the repeated field `target`, built in place (add() is
+    about twice as fast as making messages and copying them in: bench/results/gateway.md)."""
+    add = target.add
+    if return_documents:
+        documents = request.documents
+        for item in scores:
+            add(index=item.index, relevance_score=item.score).document.CopyFrom(documents[item.index])
+    else:
+        for item in scores:
+            add(index=item.index, relevance_score=item.score)
 
 
 def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:

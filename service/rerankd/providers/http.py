@@ -27,6 +27,7 @@ from rerankd.providers.aiohttp_transport import AiohttpTransport
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
 
 _USER_AGENT = "rerankd/0.1"
+_MAX_URLS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +137,22 @@ class HttpClient:
         self._transport = transport or AiohttpTransport(max_connections=512)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: providers call the same few URLs
+
+    def _url(self, text: str) -> httpx.URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()
+            url = self._urls[text] = httpx.URL(text)
+        return url
 
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
         outgoing = httpx.Request(
             request.method,
-            request.url,
+            self._url(request.url),
             headers={"user-agent": _USER_AGENT, **request.headers},
             content=request.body,
             extensions={
