@@ -22,6 +22,7 @@ UNKNOWN with the exception's text, which can carry anything).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -184,53 +185,14 @@ class _Guarded:
         _LOG.exception("unexpected error in %s", self.method)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    # -- the four shapes ---------------------------------------------------------------------------
-
-    async def _unary_unary(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        caller = await self._begin(context, charge=True)
-        request = await self._decode(raw, context)
+    @contextlib.asynccontextmanager
+    async def _outcome(self, caller: Caller | None, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Count the call for its caller however it ends; an unexpected exception becomes INTERNAL."""
         status: str | None = "OK"
         try:
-            return await self.inner.unary_unary(request, context)
+            yield
         except grpc.aio.AbortError:
-            status = None
-            raise
-        except asyncio.CancelledError:
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
-
-    async def _unary_stream(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
-        caller = await self._begin(context, charge=True)
-        request = await self._decode(raw, context)
-        status: str | None = "OK"
-        try:
-            await self.inner.unary_stream(request, context)
-        except grpc.aio.AbortError:
-            status = None
-            raise
-        except asyncio.CancelledError:
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
-
-    async def _unary_stream_gen(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        caller = await self._begin(context, charge=True)
-        request = await self._decode(raw, context)
-        status: str | None = "OK"
-        try:
-            async for response in self.inner.unary_stream(request, context):
-                yield response
-        except grpc.aio.AbortError:
-            status = None
+            status = None  # the handler chose the status: read it from the context
             raise
         except (asyncio.CancelledError, GeneratorExit):
             status = "CANCELLED"
@@ -240,73 +202,58 @@ class _Guarded:
             await self._internal(context)
         finally:
             self._finish(caller, context, status)
+
+    # -- the four shapes ---------------------------------------------------------------------------
+
+    async def _unary_unary(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        caller = await self._begin(context, charge=True)
+        request = await self._decode(raw, context)
+        async with self._outcome(caller, context):
+            return await self.inner.unary_unary(request, context)
+
+    async def _unary_stream(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        caller = await self._begin(context, charge=True)
+        request = await self._decode(raw, context)
+        async with self._outcome(caller, context):
+            await self.inner.unary_stream(request, context)
+
+    async def _unary_stream_gen(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        caller = await self._begin(context, charge=True)
+        request = await self._decode(raw, context)
+        async with self._outcome(caller, context):
+            async for response in self.inner.unary_stream(request, context):
+                yield response
 
     async def _stream_unary(
         self, raw_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> Any:
         caller = await self._begin(context, charge=False)
         bad = _BadMessage()
-        status: str | None = "OK"
-        try:
+        async with self._outcome(caller, context):
             response = await self.inner.stream_unary(self._messages(raw_iterator, bad, caller), context)
             await self._refuse_bad(bad, context)
             return response
-        except grpc.aio.AbortError:
-            status = None
-            raise
-        except asyncio.CancelledError:
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
 
     async def _stream_stream(
         self, raw_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> None:
         caller = await self._begin(context, charge=False)
         bad = _BadMessage()
-        status: str | None = "OK"
-        try:
+        async with self._outcome(caller, context):
             await self.inner.stream_stream(self._messages(raw_iterator, bad, caller), context)
             await self._refuse_bad(bad, context)
-        except grpc.aio.AbortError:
-            status = None
-            raise
-        except asyncio.CancelledError:
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
 
     async def _stream_stream_gen(
         self, raw_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         caller = await self._begin(context, charge=False)
         bad = _BadMessage()
-        status: str | None = "OK"
-        try:
+        async with self._outcome(caller, context):
             async for response in self.inner.stream_stream(
                 self._messages(raw_iterator, bad, caller), context
             ):
                 yield response
             await self._refuse_bad(bad, context)
-        except grpc.aio.AbortError:
-            status = None
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
 
 
 def _type_name(deserializer: _Deserializer) -> str:
