@@ -735,12 +735,16 @@ def markdown(data: dict[str, Any]) -> str:
         achieved = flops / (cpu_ms / 1000) / 1e9
         return f"{achieved:.0f} GFLOP/s = {achieved / rates['ort_int8_gops_per_cpu_s']:.0%}"
 
-    def censored(result: dict[str, Any], key: str) -> str:
-        value = result[key]
-        # An unanswered request's latency is at least its age: a percentile that such an age
-        # reaches is a lower bound.
-        mark = ">= " if any(age <= value for age in result["censored_ms"]) else ""
-        return "n/a" if math.isnan(value) else f"{mark}{value / 1000:.2f} s"
+    def latency(result: dict[str, Any]) -> str:
+        answered = result["latencies_ms"]
+        if not answered:
+            return "none answered"
+        p50, p99 = _percentile(answered, 50), _percentile(answered, 99)
+        return f"{p50 / 1000:.1f} s / {p99 / 1000:.1f} s (n={len(answered)})"
+
+    def oldest(result: dict[str, Any]) -> str:
+        ages = result["censored_ms"]
+        return f"{max(ages) / 1000:.1f} s" if ages else "-"
 
     lines = [
         "# The embedded model at full speed",
@@ -770,10 +774,11 @@ def markdown(data: dict[str, Any]) -> str:
         + " | ".join(f"{b[s]['pairs_per_s']:.1f}" for s in systems)
         + " |",
         "| (b) CPU ms per pair | " + " | ".join(f"{b[s]['cpu_ms_per_pair']:.1f}" for s in systems) + " |",
-        "| (b) 20-doc request p50 | " + " | ".join(censored(b[s], "probe_p50_ms") for s in systems) + " |",
-        "| (b) 20-doc request p99 | " + " | ".join(censored(b[s], "probe_p99_ms") for s in systems) + " |",
-        "| (b) 20-doc requests answered (+ unanswered at the end), first ones left out | "
-        + " | ".join(f"{b[s]['probe_n']} (+{b[s]['probe_censored']})" for s in systems)
+        "| (b) 20-doc request latency p50 / p99 (answered) | "
+        + " | ".join(latency(b[s]) for s in systems)
+        + " |",
+        "| (b) oldest 20-doc request unanswered at the end | "
+        + " | ".join(oldest(b[s]) for s in systems)
         + " |",
         "| (a) model FLOP rate | " + " | ".join(share(a[s]["pairs_per_s"], flops_a) for s in systems) + " |",
         "| (b) model FLOP rate | " + " | ".join(share(b[s]["gflops"] * 1e9, 1.0) for s in systems) + " |",
@@ -828,8 +833,9 @@ def markdown(data: dict[str, Any]) -> str:
         " run; from ~200 tokens a batch of one is as fast or faster. And the int8 model's scores move"
         " with their batch-mates (activations are quantised per batch tensor), while a pair scored"
         " alone has one score whatever else is in flight. So rerankd's scheduler coalesces the work"
-        " of concurrent requests at the level of pairs: one worker per core, deficit round robin"
-        " over requests, no padding, no waiting for a batch to fill (see rerankd/local/model.py and"
+        " of concurrent requests at the level of pairs: one worker per core, no padding, no waiting"
+        " for a batch to fill, and the next pair from the request that would finish first under fair"
+        " sharing (a variant of the fair sojourn protocol; see rerankd/local/model.py and"
         " scheduler.py).",
         "",
         "## How it was measured",
@@ -847,10 +853,11 @@ def markdown(data: dict[str, Any]) -> str:
         " of a pair of this workload (so the order in which a system scores long and short pairs"
         " does not bias it). 20-document latencies are from send to answer on the system's clock,"
         " leaving out each caller's first request (it meets a system still filling up: in a"
-        " first-come-first-served queue it finds fewer requests ahead than later ones do); a request"
-        " unanswered at the end counts with its age, so a value marked >= is a lower bound. A"
-        " one-request-at-a-time service answers a 20-document request only after the requests queued"
-        " before it (about 15 here), which can take longer than this run.",
+        " first-come-first-served queue it finds fewer requests ahead than later ones do). Each"
+        " closed-loop caller always has one request in flight, so some are unanswered at the end;"
+        " the oldest one's age is a lower bound of the worst latency. A one-request-at-a-time"
+        " service answers a 20-document request only after the ~15 requests queued before it, which"
+        " can take longer than this run: then none is answered.",
         "- rerankd is the real server (grpc.aio, in-process on its own event-loop thread, defaults)"
         " called through gRPC over loopback; its scoring function is wrapped to time each pair. The"
         " baselines are called in-process with no RPC cost, one request at a time, first come first"
@@ -904,7 +911,13 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=4, help="turns each system gets in the mixed load")
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test of the bench)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the raw JSON")
     args = parser.parse_args()
+    if args.report_only:
+        raw = json.loads((args.out / "local_model.raw.json").read_text())
+        plot(raw, args.out / "local_model.png")
+        (args.out / "local_model.md").write_text(markdown(raw))
+        return
     seconds, slices, settle = (8.0, 2, 2.0) if args.quick else (args.seconds, args.slices, 4.0)
     model_dir = bundled_model_dir()
     loadavg_before = os.getloadavg()

@@ -81,6 +81,56 @@ async def test_a_small_job_finishes_while_a_big_one_is_queued(encoder: CrossEnco
         scheduler.close()
 
 
+async def test_a_small_job_goes_ahead_of_jobs_that_would_finish_after_it(encoder: CrossEncoder) -> None:
+    bigs = [_pairs(encoder, 10, 100, 120, 60 + n) for n in range(6)]
+    small = _pairs(encoder, 1, 100, 120, 70)
+    scheduler = FairScheduler(encoder.score_pair, workers=1, max_queued=1000)
+    scheduler.start()
+    try:
+        tasks = [
+            asyncio.create_task(scheduler.run(scheduler.admit(len(b)), b, [p.tokens for p in b]))
+            for b in bigs
+        ]
+        await until(lambda: scheduler.scored >= 3)
+        before = scheduler.scored
+        await scheduler.run(scheduler.admit(1), small, [small[0].tokens])
+        # The pair in progress, then the small job: not a turn behind each of the six big ones.
+        assert scheduler.scored - before <= 2
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        scheduler.close()
+
+
+async def test_a_stream_of_small_jobs_cannot_starve_a_big_one(encoder: CrossEncoder) -> None:
+    big = _pairs(encoder, 12, 40, 50, 80)
+    small = _pairs(encoder, 1, 40, 50, 81)
+    scheduler = FairScheduler(encoder.score_pair, workers=1, max_queued=1000)
+    scheduler.start()
+    served = 0
+
+    async def stream() -> None:  # always a small job waiting, as soon as one is answered
+        nonlocal served
+        while True:
+            await scheduler.run(scheduler.admit(1), small, [small[0].tokens])
+            served += 1
+
+    try:
+        big_task = asyncio.create_task(scheduler.run(scheduler.admit(len(big)), big, [p.tokens for p in big]))
+        streams = [asyncio.create_task(stream()) for _ in range(3)]
+        await asyncio.wait_for(big_task, timeout=60)
+        # Under processor sharing the big job gets a quarter of the worker: it would finish after
+        # about 3 x 12 small ones. Here the small ones go first while the big one's virtual share
+        # grows, then the big one does: a little later than that, never starved.
+        assert served <= 2 * 3 * len(big)
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    finally:
+        scheduler.close()
+
+
 async def test_the_queue_is_bounded_and_says_when_to_retry(encoder: CrossEncoder) -> None:
     big = _pairs(encoder, 20, 100, 120, 31)
     scheduler = FairScheduler(encoder.score_pair, workers=1, max_queued=8)

@@ -1,32 +1,43 @@
 """The fair scheduler that keeps every core busy with the pairs of all concurrent requests.
 
-Each request becomes a job: its pairs, longest first (so the last pairs of a request, on several
-workers, finish close together). `workers` threads, one per core, each take one pair at a time from
-the jobs in deficit round robin: the job at the head of the ring spends token credit (`quantum`
-tokens a turn) on its pairs, then goes to the back. A request of 500 documents is therefore split
-into single pairs and shares the cores with a request of 2 that arrives after it; each active
-request gets about the same tokens a second, whatever the length of its documents. There is no
-waiting for a batch to fill: a free worker starts the next pair at once.
+Each request becomes a job of pairs. `workers` threads, one per core, each take one pair at a time
+(rerankd.local.model says why a batch of one) from whichever job the policy names, so a request of
+500 documents is split into single pairs and never holds the cores for long; a free worker starts
+the next pair at once, without waiting for a batch to fill.
+
+The policy follows the Fair Sojourn Protocol (Friedman and Henderson, SIGMETRICS 2003): beside
+the real queue the scheduler keeps a virtual processor-sharing system, in which every request in
+flight gets an equal share of the tokens the workers actually score; the next pair comes from the
+request that finishes first there (requests already finished there come first, in that order). So
+a 20-document request goes ahead of the big ones that would finish after it, instead of waiting a
+turn behind each of them as under round robin, while a big request keeps receiving its virtual
+share and, once it is the one closest to done, goes first: neither a big request can starve small
+ones nor a stream of small ones a big one. One departure from the protocol: a request leaves the
+virtual system when it is answered (in the protocol it stays until it would have finished under
+processor sharing), which keeps closed-loop callers, who send again as soon as they are answered,
+from crowding a big request's virtual share. Within a request the longest pairs go first, so its
+last pairs, on several workers, finish close together. Work is counted in tokens, which the cost
+of a pair follows.
 
 Admission is bounded: pairs admitted but not yet started (reserved ones included) never exceed
 `max_queued`, except that a request arriving at an empty queue is always taken (else a request
 longer than the bound could never run). Past the bound `QueueFull` (RESOURCE_EXHAUSTED) carries a
 retry-after: the queued tokens divided by the measured scoring rate.
 
-A caller that goes away (cancelled, deadline) removes its pairs that have not started; the ones
-running finish and are dropped. Work is done by plain threads, not by the event loop; results come
-back to the caller's loop with `call_soon_threadsafe`.
+A caller that goes away (cancelled, deadline) removes its pairs that have not started, and its job
+leaves the virtual system; the pairs running finish and are dropped. Work is done by plain threads,
+not by the event loop; results come back to the caller's loop with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rerankd import errors
@@ -50,6 +61,14 @@ class QueueFull(Overloaded):
 
 
 @dataclass(eq=False, slots=True)
+class _Virtual:
+    """A job in the virtual processor-sharing system."""
+
+    left: float  # tokens it still has to receive there
+    finished: int | None = None  # its rank among the jobs that finished there
+
+
+@dataclass(eq=False, slots=True)
 class _Job(Generic[T]):
     items: Sequence[T]
     costs: Sequence[int]
@@ -57,13 +76,20 @@ class _Job(Generic[T]):
     results: list[float]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[float]]
-    deficit: int = 0
+    virtual: _Virtual
+    arrival: int  # breaks ties between equal virtual standings: first come, first served
+    queued_cost: int = 0
     running: int = 0
     done: int = 0
     error: BaseException | None = None
     settled: bool = False
-    queued_cost: int = field(default=0)
     enqueued: float = 0.0  # time.perf_counter() when queued; 0 once its first pair started
+
+    def priority(self) -> tuple[int, float, int]:
+        """Lower goes first: finished in the virtual system (in that order), then least left."""
+        if self.virtual.finished is not None:
+            return (0, self.virtual.finished, self.arrival)
+        return (1, self.virtual.left, self.arrival)
 
 
 class Admission:
@@ -89,7 +115,7 @@ class Admission:
 
 
 class FairScheduler(Generic[T]):
-    """`score(item) -> float` on `workers` threads, shared fairly between concurrent jobs."""
+    """`score(item) -> float` on `workers` threads, shared between concurrent jobs (see module)."""
 
     def __init__(
         self,
@@ -97,24 +123,26 @@ class FairScheduler(Generic[T]):
         *,
         workers: int,
         max_queued: int,
-        quantum: int = 256,
         name: str = "rerankd-local",
         provider: str = "",
         seconds_per_token: float = 2e-4,
         observe_wait: Callable[[float], None] | None = None,
     ) -> None:
-        if workers < 1 or max_queued < 1 or quantum < 1:
-            raise ValueError("workers, max_queued and quantum must be at least 1")
+        if workers < 1 or max_queued < 1:
+            raise ValueError("workers and max_queued must be at least 1")
         self._score = score
         self.workers = workers
         self.max_queued = max_queued
-        self.quantum = quantum
         self.name = name
         self.provider = provider  # named in the errors
         self._cond = threading.Condition()
-        self._ring: deque[_Job[T]] = deque()
+        self._jobs: list[_Job[T]] = []  # jobs with pairs not yet started
+        self._virtual: list[_Virtual] = []  # jobs not yet finished in the virtual system
+        self._arrivals = itertools.count()
+        self._virtual_finishes = itertools.count()
         self._queued = 0  # pairs queued, not started
         self._queued_cost = 0  # their tokens
+        self._running = 0  # pairs being scored
         self._reserved = 0  # pairs admitted, not yet queued (being tokenised)
         self._seconds_per_token = seconds_per_token  # one worker's, measured
         self._closed = False
@@ -139,14 +167,14 @@ class FairScheduler(Generic[T]):
         """Stop the workers once their current pair is done; queued jobs fail with UNAVAILABLE."""
         with self._cond:
             self._closed = True
-            ring, self._ring = list(self._ring), deque()
-            for job in ring:
+            jobs, self._jobs = list(self._jobs), []
+            for job in jobs:
                 self._drop(job)
                 shutting = errors.Unavailable("the local model is shutting down", provider=self.provider)
                 job.error = job.error or shutting
                 job.settled = True
             self._cond.notify_all()
-        for job in ring:
+        for job in jobs:
             self._settle_soon(job)
 
     def join(self, timeout: float | None = None) -> None:
@@ -196,17 +224,17 @@ class FairScheduler(Generic[T]):
         if not items:
             admission.release()
             return []
-        # Longest first: the request's last pairs are its shortest, so its workers finish together.
-        pending = sorted(range(len(items)), key=lambda i: (costs[i], -i))
+        total = sum(costs)
         job: _Job[T] = _Job(
             items=items,
             costs=costs,
-            pending=pending,
+            pending=sorted(range(len(items)), key=lambda i: (costs[i], -i)),  # longest at the end
             results=[0.0] * len(items),
             loop=loop,
             future=loop.create_future(),
-            deficit=self.quantum,
-            queued_cost=sum(costs),
+            virtual=_Virtual(left=float(max(total, 1))),
+            arrival=next(self._arrivals),
+            queued_cost=total,
             enqueued=time.perf_counter(),
         )
         with self._cond:
@@ -216,8 +244,9 @@ class FairScheduler(Generic[T]):
             self._reserved -= admission.count
             admission.count = 0
             self._queued += len(items)
-            self._queued_cost += job.queued_cost
-            self._ring.append(job)
+            self._queued_cost += total
+            self._jobs.append(job)
+            self._virtual.append(job.virtual)
             self._cond.notify(min(len(items), self.workers))
         try:
             return await job.future
@@ -227,39 +256,51 @@ class FairScheduler(Generic[T]):
 
     def _cancel(self, job: _Job[T]) -> None:
         with self._cond:
-            if job.pending:
-                self._drop(job)
-                with contextlib.suppress(ValueError):
-                    self._ring.remove(job)
+            self._drop(job)
             job.settled = True
 
     def _drop(self, job: _Job[T]) -> None:
-        """Forget the job's pairs that have not started (lock held)."""
+        """Forget the job's pairs that have not started, and its virtual share (lock held)."""
         self._queued -= len(job.pending)
         self._queued_cost -= job.queued_cost
         job.queued_cost = 0
         job.pending.clear()
+        with contextlib.suppress(ValueError):
+            self._jobs.remove(job)
+        with contextlib.suppress(ValueError):
+            self._virtual.remove(job.virtual)
+
+    def _advance(self, tokens: float) -> None:
+        """Share `tokens` of real work equally among the jobs of the virtual system (lock held)."""
+        while tokens > 1e-9 and self._virtual:
+            count = len(self._virtual)
+            least = min(v.left for v in self._virtual)
+            step = min(tokens, least * count)
+            for v in self._virtual:
+                v.left -= step / count
+            tokens -= step
+            done = [v for v in self._virtual if v.left <= 1e-9]
+            for v in done:
+                v.left = 0.0
+                v.finished = next(self._virtual_finishes)
+            if done:
+                self._virtual = [v for v in self._virtual if v.finished is None]
 
     def _next(self) -> tuple[_Job[T], int] | None:
-        """Deficit round robin over the ring (lock held)."""
-        while self._ring:
-            job = self._ring[0]
-            index = job.pending[-1]
-            cost = job.costs[index]
-            if job.deficit < cost:
-                job.deficit += self.quantum
-                self._ring.rotate(-1)
-                continue
-            job.deficit -= cost
-            job.pending.pop()
-            job.queued_cost -= cost
-            job.running += 1
-            self._queued -= 1
-            self._queued_cost -= cost
-            if not job.pending:
-                self._ring.popleft()
-            return job, index
-        return None
+        """The next pair: from the job that finishes first in the virtual system (lock held)."""
+        if not self._jobs:
+            return None
+        job = min(self._jobs, key=_Job.priority)
+        index = job.pending.pop()
+        cost = job.costs[index]
+        job.queued_cost -= cost
+        job.running += 1
+        self._running += 1
+        self._queued -= 1
+        self._queued_cost -= cost
+        if not job.pending:
+            self._jobs.remove(job)
+        return job, index
 
     def _work(self) -> None:
         while True:
@@ -284,21 +325,22 @@ class FairScheduler(Generic[T]):
             elapsed = time.perf_counter() - started
             with self._cond:
                 job.running -= 1
+                self._running -= 1
                 self.scored += 1
                 cost = max(job.costs[index], 1)
                 self._seconds_per_token += _EWMA * (elapsed / cost - self._seconds_per_token)
+                self._advance(cost)
                 if error is None:
                     job.results[index] = score
                     job.done += 1
                 elif job.error is None:
                     job.error = error
-                    if job.pending:
-                        self._drop(job)
-                        with contextlib.suppress(ValueError):
-                            self._ring.remove(job)
+                    self._drop(job)
                 finished = job.running == 0 and not job.pending and not job.settled
                 if finished:
                     job.settled = True
+                    with contextlib.suppress(ValueError):  # answered: it leaves the virtual system
+                        self._virtual.remove(job.virtual)
             if finished:
                 self._settle_soon(job)
 
