@@ -25,7 +25,8 @@ def to_query(
     return RerankQuery(
         model=request.model,
         query=request.query,
-        documents=[Document(text=d.text, id=d.id, fields=dict(d.fields)) for d in request.documents],
+        # dict() of an empty protobuf map still walks Mapping.keys() in Python: skip it when empty
+        documents=[Document(d.text, d.id, dict(d.fields) if d.fields else {}) for d in request.documents],
         top_n=request.top_n or None,
         return_documents=request.return_documents,
         rank_fields=tuple(request.rank_fields),

@@ -60,7 +60,9 @@ def scores(provider: str, items: Any, count: int, score_key: str = "relevance_sc
     for item in items:
         index = item.get("index") if isinstance(item, dict) else None
         score = item.get(score_key) if isinstance(item, dict) else None
-        if not (isinstance(index, int) and _is_number(index) and _is_number(score)):
+        # Exact types first (what JSON parsers return; cheap), the full test for anything else.
+        plain = type(index) is int and type(score) in _JSON_NUMBERS
+        if not (plain or (isinstance(index, int) and _is_number(index) and _is_number(score))):
             raise errors.Internal(f"{provider}: answer has a malformed result", provider=provider)
         pairs.append((index, float(score)))
     check_indices(provider, pairs, count)
@@ -113,6 +115,9 @@ def _loc_msg(item: dict[str, Any]) -> str:
     loc = ".".join(str(part) for part in item.get("loc") or [] if part != "body")
     msg = str(item.get("msg") or "")
     return f"{loc}: {msg}" if loc and msg else msg
+
+
+_JSON_NUMBERS = (float, int)
 
 
 def _is_number(value: Any) -> bool:
