@@ -17,8 +17,9 @@ of one (105 tokens: 81 vs 57 pairs/s). So:
 
 * batching only pays for short pairs (a fixed ~2 ms of kernel dispatch per run is amortised);
   from ~200 tokens up a batch of one is as fast or faster (attention and activations of a batch
-  fall out of the 4 MB L2). On the benchmark's workloads (about 130 tokens a pair, or 25-512) the
-  best same-length batching would save under 5% (bench/results/local_model.md);
+  fall out of the 4 MB L2). Even perfect same-length batching would save about 5% on 110-token
+  pairs and under 3% on the benchmark's mixed load of 25-512 tokens, whose cost is mostly in
+  long pairs (bench/results/local_model.md repeats the table above on every run);
 * the int8 model quantises activations per batch tensor, so a pair's score moves with its
   batch-mates (up to 0.14 logit) unless the batch is a canonical function of one request; batches
   of one make a pair's score a function of the pair alone, whatever else is in flight and
