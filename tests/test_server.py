@@ -115,3 +115,12 @@ async def test_connections_older_than_the_max_age_are_replaced_without_failing_c
             reply = await stub.Rerank(request, timeout=30)
             assert reply.results[0].index == FRANCE_BEST
             await asyncio.sleep(0.25)
+
+
+def test_the_default_local_model_has_no_breaker() -> None:
+    from rerankd.server import build
+
+    app = build(Settings(metrics_enabled=False, http_enabled=False))
+    (target,) = app.router.resolve("default")
+    assert target.provider.kind == "local"
+    assert app.router.target_state(target).breaker.config.enabled is False

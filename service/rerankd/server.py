@@ -25,7 +25,7 @@ from rerankd.api.grpc_guard import GuardInterceptor
 from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
-from rerankd.config import LOCAL_PROVIDER, ProviderConfig, Settings
+from rerankd.config import LOCAL_PROVIDER, BreakerConfig, ProviderConfig, Settings
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
@@ -126,7 +126,9 @@ def build(settings: Settings) -> App:
     ctx = ProviderContext(settings=settings, http=http)
     configs = dict(settings.providers)
     if settings.local_enabled and LOCAL_PROVIDER not in configs:
-        configs[LOCAL_PROVIDER] = ProviderConfig(kind="local")
+        # No breaker on the default embedded model: its failures under load are queueing (busy, not
+        # broken), and opening it would refuse every call to the only target of `default`.
+        configs[LOCAL_PROVIDER] = ProviderConfig(kind="local", breaker=BreakerConfig(enabled=False))
     providers = {name: create_provider(name, config, ctx) for name, config in configs.items()}
     for name, provider in providers.items():
         provider.timeout_s = configs[name].timeout_s

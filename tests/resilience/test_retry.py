@@ -177,3 +177,11 @@ async def test_retries_stop_at_the_deadline() -> None:
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert reason_of(caught.value) == "UNAVAILABLE"
     assert elapsed < 0.3
+
+
+def test_back_pressure_does_not_trip_the_breaker() -> None:
+    from rerankd.resilience.retry import breaker_verdict
+
+    assert breaker_verdict(errors.ResourceExhausted("slow down", retry_after=1.0)) is None
+    assert breaker_verdict(errors.Unavailable("down")) is False
+    assert breaker_verdict(errors.InvalidArgument("bad")) is None

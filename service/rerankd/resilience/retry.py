@@ -70,10 +70,11 @@ def classify(err: errors.RerankError) -> Disposition:
 def breaker_verdict(err: errors.RerankError) -> bool | None:
     """False when `err` counts as a failure of the target for its breaker; None when neutral.
 
-    Our own refusals (open circuit, full concurrency limit) and caller errors say nothing about
-    the target's health.
+    Our own refusals (open circuit, full concurrency limit), caller errors and back-pressure (a
+    provider's 429, the local model's full queue: it is busy, not broken, and Retry-After already
+    spaces the calls) say nothing about the target's health.
     """
-    if isinstance(err, CircuitOpen | Overloaded):
+    if isinstance(err, CircuitOpen | Overloaded | errors.ResourceExhausted):
         return None
     if isinstance(err, errors.ProviderMisconfigured) or err.retryable:
         return False
