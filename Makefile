@@ -1,4 +1,5 @@
 # rerankd: the verbs a newcomer needs. `make run` and `make test` do their own set-up.
+.DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
