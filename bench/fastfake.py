@@ -12,8 +12,8 @@ Run it as its own process, pinned to one core (`--cpu N` calls os.sched_setaffin
 does not compete with rerankd: `python -m bench.fastfake --port 0 --cpu 1`. It prints
 `listening 127.0.0.1:PORT` on stdout once bound and exits on SIGTERM/SIGINT or after
 `--max-seconds`. `spawn()` does all of this from Python; `FastFake().start()` serves on the caller's
-own loop instead (tests). The stdlib fakes in tests/fakes check
-every request the way the real APIs do; this one is only fast.
+own loop instead (tests). The stdlib fakes in tests/fakes check every request the way the real
+APIs do; this one is only fast.
 """
 
 from __future__ import annotations

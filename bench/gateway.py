@@ -229,7 +229,7 @@ async def measure_big_stream(address: str, documents: int, runs: int) -> BigStre
     """RerankStream of `documents` with return_documents, plain and progressive, `runs` times each,
     on a channel with gRPC's default receive limit (every message must stay under 4 MiB)."""
     result = BigStream(documents)
-    inner = rerank_request(documents, return_documents=True)
+    inner = rerank_request(documents, return_documents=True, words=64)  # ~450 bytes a document
     options = (("grpc.max_send_message_length", 64 * 1024 * 1024),)  # the request itself is large
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = pb_grpc.RerankServiceStub(channel)
@@ -280,6 +280,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
     if not Path(spy).exists():
         return None
     cmd = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250", "-f", "raw", "-o", str(out)]
+    cmd.append("--gil")  # only the thread holding the GIL: Python's own work, no idle threads
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -329,7 +330,7 @@ def _frame(frame: str) -> str:
 
 # -- the report ---------------------------------------------------------------------------------
 def versions() -> str:
-    names = ("grpcio", "protobuf", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "orjson")
+    names = ("grpcio", "protobuf", "httpx", "aiohttp", "uvloop", "orjson")
     found = []
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -461,9 +462,11 @@ def write_markdown(data: dict[str, Any], out: Path) -> None:
             "",
             "## Where rerankd's time goes (py-spy, Rerank, 20 documents, concurrency 64)",
             "",
-            "Share of all samples (the event-loop thread and gRPC's poller thread), inclusive and self."
-            " `Thread.run` self time is gRPC's poller thread; self time in frames that call into gRPC"
-            " (`Handle._run` on asyncio's loop, the handler's own frames on uvloop) is gRPC's Cython code.",
+            "py-spy `--gil`: samples of whichever thread holds the GIL, so Python's own work in any"
+            " thread and none of the waiting; inclusive and self shares. `Thread.run` self time is"
+            " gRPC's completion-queue poller thread; self time in frames that call into gRPC (the"
+            " handler's own frames on uvloop) is gRPC's Cython code; C-core work that releases the"
+            " GIL is not shown.",
             "",
             "| inclusive % | self % | function |",
             "|---:|---:|---|",
@@ -545,6 +548,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def load_json(path: Path) -> dict[str, Any]:
+    """The data of a previous run, as `run` returns it."""
+    raw = json.loads(path.read_text())
+    raw["overhead"] = Overhead(**raw["overhead"])
+    raw["cells"] = [Report(**cell) for cell in raw["cells"]]
+    raw["big_stream"] = BigStream(**raw["big_stream"])
+    raw["profile"] = [tuple(row) for row in raw.get("profile") or []]
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", default=str(RESULTS / "gateway.md"))
@@ -558,9 +571,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-documents", type=int, default=10_000)
     parser.add_argument("--big-runs", type=int, default=3)
     parser.add_argument("--profile", type=float, default=0.0, help="seconds of py-spy profile (0: none)")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the .md from the .json beside it (no load)"
+    )
     args = parser.parse_args(argv)
-    data = asyncio.run(run(args))
     out = Path(args.out)
+    if args.render_only:
+        write_markdown(load_json(out.with_suffix(".json")), out)
+        print(f"wrote {out}")
+        return 0
+    data = asyncio.run(run(args))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_markdown(data, out)
     raw = {

@@ -159,7 +159,9 @@ def verdict(samples: list[dict[str, float]], intervals: list[Interval], warmup_s
     }
 
 
-def plot(samples: list[dict[str, float]], intervals: list[Interval], every: float, out: Path) -> bool:
+def plot(
+    samples: list[dict[str, float]], intervals: list[Interval], every: float, loaded: int, out: Path
+) -> bool:
     """RSS, descriptors, tasks and calls per second over time as a PNG; False without matplotlib."""
     try:
         import matplotlib
@@ -180,7 +182,7 @@ def plot(samples: list[dict[str, float]], intervals: list[Interval], every: floa
         axis.set_ylabel(label)
         axis.set_ylim(bottom=0, top=max(values) * 1.15 + 1)
         axis.grid(alpha=0.3)
-    rates = [i.ok / every for i in intervals[: len(samples)]]
+    rates = [i.ok / every for i in intervals[: len(samples)]][:loaded]  # not the quiet tail after the load
     axes[3].plot([(n + 0.5) * every / 60 for n in range(len(rates))], rates, marker=".", color="tab:green")
     axes[3].set_ylabel("calls/s")
     axes[3].set_xlabel("minutes")
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     data["verdict"] = verdict(samples, intervals, warmup)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data["plotted"] = plot(samples, data["intervals"], args.every, out.with_suffix(".png"))
+    loaded = int(args.seconds / args.every)  # intervals under load
+    data["plotted"] = plot(samples, data["intervals"], args.every, loaded, out.with_suffix(".png"))
     write_markdown(data, out)
     raw = {k: v for k, v in data.items() if k != "intervals"}
     raw["intervals"] = [{"ok": i.ok, "failed": i.failed, "errors": dict(i.errors)} for i in data["intervals"]]
