@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def server(
     port = free_port()
     cmd = [sys.executable, "-m", "bench.serve", "--config", str(config), "--port", str(port)]
     cmd += ["--stats", str(stats), "--every", str(every)]
-    if cpu is not None:
+    if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
     env["RERANKD_METRICS_PORT"] = "0"  # a free port: several servers may run at once

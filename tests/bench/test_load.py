@@ -102,7 +102,7 @@ async def test_load_against_a_live_server(fake_url: str) -> None:
     assert [r.concurrency for r in counted] == [1, 4] and counted[0].first_result_p50_ms is None
     assert streamed[0].first_result_p50_ms is not None and streamed[0].name == "rerankd RerankStream"
     [report] = timed
-    assert 0.5 <= report.elapsed_s < 2.0 and 0 < report.sent < 10**6 and report.failed == 0
+    assert 0.5 <= report.elapsed_s < 5.0 and 0 < report.sent < 10**6 and report.failed == 0
     assert report.row().startswith("| rerankd Rerank | 4 | 20 | ")
 
 
