@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from rerankd import errors
 from rerankd.domain import Truncation
+from rerankd.local import model
 from rerankd.local.files import bundled_model_dir
 from rerankd.local.model import CrossEncoder
 
@@ -70,3 +71,24 @@ def test_warm_up_refuses_a_max_length_the_model_cannot_take() -> None:
     encoder = CrossEncoder(bundled_model_dir(), max_length=600)  # position table: 512
     with pytest.raises(ValueError, match="lower the max length"):
         encoder.warm_up()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        " ".join(["unbelievably", "Paris,", "capital", "antidisestablishmentarianism", "x;"] * 40_000),
+        "Paris " + " " * 200_000 + "is the capital of France. " * 30,  # mostly whitespace: no cut
+        "a" * 150_000 + " Paris",  # one giant word ([UNK]) at the start
+    ],
+    ids=["long-words", "whitespace-run", "giant-word"],
+)
+def test_long_documents_tokenise_from_a_prefix_with_the_same_tokens(
+    encoder: CrossEncoder, document: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [{}, {"max_tokens_per_doc": 7}]
+    fast = [encoder.encode(FRANCE_QUERY, [document], **case)[0] for case in cases]
+    monkeypatch.setattr(model, "_MAX_CHARS_PER_TOKEN", 10**9)  # no prefix: the whole text
+    whole = [encoder.encode(FRANCE_QUERY, [document], **case)[0] for case in cases]
+    for got, expected in zip(fast, whole, strict=True):
+        assert got.ids.tolist() == expected.ids.tolist()
+        assert got.type_ids.tolist() == expected.type_ids.tolist()

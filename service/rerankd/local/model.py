@@ -99,7 +99,8 @@ class CrossEncoder:
                 )
             q.truncate(room // 2)
         budget = room - len(q.ids)
-        docs = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        keep = budget if max_tokens_per_doc is None else min(budget, max_tokens_per_doc)
+        docs = self._encode_prefixes(texts, keep)
         pairs = []
         for index, doc in enumerate(docs):
             if max_tokens_per_doc is not None and len(doc.ids) > max_tokens_per_doc:
@@ -108,12 +109,27 @@ class CrossEncoder:
                 if truncation is Truncation.NONE:
                     raise errors.invalid(
                         f"documents[{index}]",
-                        f"query + document is {len(doc.ids) + len(q.ids) + self._special} tokens, over the "
-                        f"model's {self.max_length}; use truncation END or a shorter document",
+                        f"query + document is at least {len(doc.ids) + len(q.ids) + self._special} tokens,"
+                        f" over the model's {self.max_length}; use truncation END or a shorter document",
                     )
                 doc.truncate(budget)
             pairs.append(self._pair(self.tokenizer.post_process(q, doc)))
         return pairs
+
+    def _encode_prefixes(self, texts: Sequence[str], keep: int) -> list[Encoding]:
+        """Tokens of each text, enough to tell its first `keep` + 1 tokens exactly.
+
+        A long text is tokenised from a prefix of `(keep + 2) * _MAX_CHARS_PER_TOKEN` characters
+        (so a megabyte document costs what 50 KB does). That is exact when the prefix holds more
+        than `keep` + 1 tokens and the one at `keep` lies in a word the cut did not split; otherwise
+        (long runs of whitespace, say) the whole text is tokenised.
+        """
+        cap = (keep + 2) * _MAX_CHARS_PER_TOKEN
+        docs = self.tokenizer.encode_batch([text[:cap] for text in texts], add_special_tokens=False)
+        for index, text in enumerate(texts):
+            if len(text) > cap and not _prefix_decides(docs[index], keep):
+                docs[index] = self.tokenizer.encode(text, add_special_tokens=False)
+        return docs
 
     def warm_up(self) -> None:
         """Pay for lazy initialisation, and prove the model takes pairs of `max_length` tokens.
@@ -155,3 +171,14 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
     return z / (1.0 + z)
+
+
+# Word pieces are at most this many characters (BERT's max_input_chars_per_word; a longer word is
+# one [UNK]), so `keep` tokens never need more than about keep x 100 characters besides whitespace.
+_MAX_CHARS_PER_TOKEN = 100
+
+
+def _prefix_decides(encoding: Encoding, keep: int) -> bool:
+    """Whether tokens 0..keep of a cut text are those of the whole text: all lie in complete words."""
+    words = encoding.word_ids
+    return len(words) > keep + 1 and words[keep] is not None and words[keep] != words[-1]
