@@ -38,27 +38,15 @@ from typing import Any
 import grpc
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
-from bench import fastfake
+from bench import fastfake, gateway
 from bench.gateway import MODEL, ROOT, free_port, load_average, wait_serving
 from bench.load import CHANNEL_OPTIONS, grpc_rerank, grpc_stream, rerank_request
 
 RESULTS = ROOT / "bench" / "results"
 RSS_GROWTH_LIMIT = 0.05
 FD_SLACK = 8
-CONFIG = """\
-providers:
-  bench:
-    kind: cohere
-    base_url: {url}
-    api_key: bench-key
-    models: [{model}]
-    max_concurrency: 256
-routes:
-  default:
-    targets:
-      - {{provider: bench, model: {model}}}
-    retry: {{max_attempts: 4, initial_backoff_s: 0.01, max_backoff_s: 0.1}}
-"""
+# The gateway bench's config, plus retries so that injected faults are absorbed.
+CONFIG = gateway.CONFIG + "    retry: {{max_attempts: 4, initial_backoff_s: 0.01, max_backoff_s: 0.1}}\n"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from rerankd.providers.jsonwire import (
     count_at,
     error_text,
     field_object,
+    json_object,
     scores,
     texts,
     top_n,
@@ -92,8 +93,7 @@ def build_body(provider: str, call: ProviderCall, version: str) -> dict[str, Any
 
 def parse_body(provider: str, call: ProviderCall, body: Any) -> ProviderResult:
     """Scores and billed search units from a Cohere v1/v2 answer (pure)."""
-    if not isinstance(body, dict):
-        raise errors.Internal(f"{provider}: answer is not a JSON object", provider=provider)
+    body = json_object(provider, body)
     usage = Usage(
         search_units=count_at(body, "meta", "billed_units", "search_units"), documents=len(call.documents)
     )
@@ -116,7 +116,7 @@ class CohereProvider(HttpProvider):
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
         body = build_body(self.name, call, self.api_version)
-        headers = self.json_headers(call, {"authorization": f"Bearer {self.api_key}"})
+        headers = self.json_headers(call, self.bearer())
         return HttpRequest("POST", f"{self.base_url}/{self.api_version}/rerank", headers, encode_json(body))
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:

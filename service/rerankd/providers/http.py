@@ -264,6 +264,10 @@ class HttpProvider(Provider):
                 provider=self.name,
             ) from None
 
+    def bearer(self) -> dict[str, str]:
+        """`Authorization: Bearer <key>` (ProviderMisconfigured when no key is configured)."""
+        return {"authorization": f"Bearer {self.api_key}"}
+
     def json_headers(self, call: ProviderCall, auth: Mapping[str, str]) -> dict[str, str]:
         """Content headers + auth + the call's tracing headers."""
         return {"content-type": "application/json", "accept": "application/json", **call.headers, **auth}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rerankd import errors
 from rerankd.domain import Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, encode_json
@@ -19,6 +18,7 @@ from rerankd.providers.jsonwire import (
     answered_model,
     count_at,
     error_text,
+    json_object,
     scores,
     texts,
     top_n,
@@ -49,8 +49,7 @@ def build_body(provider: str, call: ProviderCall) -> dict[str, Any]:
 
 def parse_body(provider: str, call: ProviderCall, body: Any) -> ProviderResult:
     """Scores, total tokens and the answering model from a Jina answer (pure)."""
-    if not isinstance(body, dict):
-        raise errors.Internal(f"{provider}: answer is not a JSON object", provider=provider)
+    body = json_object(provider, body)
     usage = Usage(total_tokens=count_at(body, "usage", "total_tokens"), documents=len(call.documents))
     return ProviderResult(
         scores(provider, body.get("results"), len(call.documents)), usage, answered_model(body, call)
@@ -69,7 +68,7 @@ class JinaProvider(HttpProvider):
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
         body = encode_json(build_body(self.name, call))
-        headers = self.json_headers(call, {"authorization": f"Bearer {self.api_key}"})
+        headers = self.json_headers(call, self.bearer())
         return HttpRequest("POST", f"{self.base_url}/rerank", headers, body)
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:

@@ -71,6 +71,13 @@ def scores(provider: str, items: Any, count: int, score_key: str = "relevance_sc
     return [Scored(index, score) for index, score in pairs]
 
 
+def json_object(provider: str, body: Any) -> dict[str, Any]:
+    """`body` if the provider answered a JSON object; Internal (a provider bug) otherwise."""
+    if not isinstance(body, dict):
+        raise errors.Internal(f"{provider}: answer is not a JSON object", provider=provider)
+    return body
+
+
 def count_at(body: Any, *path: str) -> int:
     """A billed count at `path` in nested JSON objects (rounded up); 0 when absent or not a number."""
     value = body

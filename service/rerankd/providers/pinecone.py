@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from rerankd import errors
 from rerankd.domain import Document, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, encode_json
-from rerankd.providers.jsonwire import answered_model, count_at, error_text, scores, top_n, unsupported
+from rerankd.providers.jsonwire import (
+    answered_model,
+    count_at,
+    error_text,
+    json_object,
+    scores,
+    top_n,
+    unsupported,
+)
 
 DEFAULT_API_VERSION = "2025-10"
 
@@ -69,9 +76,7 @@ class PineconeProvider(HttpProvider):
         )
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
-        body = reply.json()
-        if not isinstance(body, dict):
-            raise errors.Internal(f"{self.name}: answer is not a JSON object", provider=self.name)
+        body = json_object(self.name, reply.json())
         usage = Usage(rerank_units=count_at(body, "usage", "rerank_units"), documents=len(call.documents))
         ranked = scores(self.name, body.get("data"), len(call.documents), score_key="score")
         return ProviderResult(ranked, usage, answered_model(body, call))
