@@ -18,7 +18,10 @@ class Truncation(enum.Enum):
     NONE = "NONE"  # refuse the request, naming the document
 
 
-@dataclass(frozen=True, slots=True)
+# Document and Scored are made once per document of every request (a thousand per call is usual),
+# so they are not frozen: a frozen dataclass's __init__ costs about 2.5x (0.7 us more per object).
+# Nothing mutates them; treat them as values.
+@dataclass(slots=True)
 class Document:
     """One candidate: caller id, text and extra named fields."""
 
@@ -56,7 +59,7 @@ class RerankQuery:
     request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scored:
     """A document position and its relevance score."""
 

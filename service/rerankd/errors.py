@@ -34,6 +34,12 @@ _SECRET_PATTERNS = [
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
 ]
+# One search for "could any pattern match": most texts (ids, model names) need no substitution at all.
+_ANY_SECRET_PATTERN = re.compile(
+    "|".join(
+        f"(?i:{p.pattern[4:]})" if p.flags & re.IGNORECASE else f"(?:{p.pattern})" for p in _SECRET_PATTERNS
+    )
+)
 _MIN_REGISTERED = 8  # shorter values would redact ordinary words from every message
 _known_secrets: tuple[str, ...] = ()  # replaced, never mutated: safe to read from any thread
 
@@ -43,6 +49,23 @@ def register_secret(value: str) -> None:
     global _known_secrets
     if len(value) >= _MIN_REGISTERED and value not in _known_secrets:
         _known_secrets = tuple(sorted({*_known_secrets, value}, key=len, reverse=True))
+        _SCRUBBED.clear()  # a remembered text may hold the new secret
+
+
+_SCRUBBED: dict[str, str] = {}  # short texts already scrubbed (log fields repeat); reset with the secrets
+_MAX_SCRUBBED, _MAX_SCRUBBED_LENGTH = 4096, 256
+
+
+def scrub_short(text: str) -> str:
+    """scrub(text) for the short values log lines repeat (methods, models, ids), remembered."""
+    if len(text) > _MAX_SCRUBBED_LENGTH:
+        return scrub(text)
+    done = _SCRUBBED.get(text)
+    if done is None:
+        if len(_SCRUBBED) >= _MAX_SCRUBBED:
+            _SCRUBBED.clear()
+        done = _SCRUBBED[text] = scrub(text)
+    return done
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
@@ -50,6 +73,8 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     for secret in (*secrets, *_known_secrets):
         if len(secret) >= 4 and secret in text:
             text = text.replace(secret, "[REDACTED]")
+    if _ANY_SECRET_PATTERN.search(text) is None:
+        return text
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
     return text

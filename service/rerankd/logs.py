@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from types import TracebackType
+from typing import Any
 
 from rerankd import errors
 from rerankd.auth import CALLER
@@ -21,13 +22,23 @@ from rerankd.auth import CALLER
 class JsonFormatter(logging.Formatter):
     """Formats records as JSON; `extra={"access": {...}}` fields are merged into the object."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+        entry: dict[str, Any] = {
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "msg": errors.scrub(record.getMessage()),
+            "msg": errors.scrub_short(record.getMessage()),
         }
         caller = CALLER.get()
         if caller is not None:
@@ -35,7 +46,7 @@ class JsonFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if isinstance(access, dict):
             for key, value in access.items():
-                entry[key] = errors.scrub(value) if isinstance(value, str) else value
+                entry[key] = errors.scrub_short(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
             entry["exc"] = errors.scrub(self.formatException(record.exc_info))
@@ -55,5 +66,9 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Lines never show where a call was made from, nor thread/process names: skip collecting them
+    # (the logging HOWTO's "Optimization" section; a stack walk per line otherwise).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("httpx").setLevel(logging.WARNING)
     sys.excepthook = _log_uncaught

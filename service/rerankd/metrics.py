@@ -8,8 +8,10 @@ never becomes a label (an unknown model name is counted as "unknown").
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -99,6 +101,25 @@ RATE_LIMITED = Counter(
     ["caller"],
     registry=REGISTRY,
 )
+
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+_CHILDREN: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+_MAX_CHILDREN = 4096
+
+
+def child(metric: _M, *values: str) -> _M:
+    """`metric.labels(*values)`, remembered: the hot path asks for the same few children on every
+    call, and labels() converts, validates and locks each time. Label values must be bounded (they
+    are everywhere here), and the memo is bounded too.
+    """
+    key = (id(metric), values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        if len(_CHILDREN) >= _MAX_CHILDREN:
+            _CHILDREN.clear()
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found  # type: ignore[return-value]
 
 
 _KNOWN_MODELS: set[str] = {"default"}

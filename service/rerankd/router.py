@@ -219,6 +219,8 @@ class Router:
         return self._order(targets)
 
     def _order(self, targets: Sequence[Target]) -> list[Target]:
+        if len(targets) == 1:
+            return [targets[0]]
         ordered: list[Target] = []
         for priority in sorted({t.priority for t in targets}):
             group = [t for t in targets if t.priority == priority]
@@ -494,9 +496,9 @@ class Router:
                 span.set_attribute("rerankd.outcome", outcome)
                 if outcome != "OK":
                     span.set_status(Status(StatusCode.ERROR, outcome))
-                metrics.ATTEMPTS.labels(name, target.model, outcome).inc()
-                metrics.ATTEMPT_SECONDS.labels(name).observe(time.perf_counter() - started)
-        metrics.DOCUMENTS.labels(name).inc(len(call.documents))
+                metrics.child(metrics.ATTEMPTS, name, target.model, outcome).inc()
+                metrics.child(metrics.ATTEMPT_SECONDS, name).observe(time.perf_counter() - started)
+        metrics.child(metrics.DOCUMENTS, name).inc(len(call.documents))
         return result
 
     def _wait(self, deadline: float) -> float:

@@ -60,7 +60,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         metadata = _metadata(context.invocation_metadata())
         ids = self._ids(request, metadata)
-        await context.send_initial_metadata(_id_metadata(*ids))
+        ids_sent = _send_ids(context, ids)
         started = time.perf_counter()
         served = await self._guard(
             context,
@@ -69,6 +69,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             ids,
             started,
             self._serve(request, metadata, context.time_remaining(), ids, "Rerank"),
+            ids_sent,
         )
         context.set_trailing_metadata(_trailing(served))
         self._access("Rerank", request, served.request_id, served.trace, started, "OK", served.ranked)
@@ -82,20 +83,23 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         inner = request.request
         metadata = _metadata(context.invocation_metadata())
         ids = self._ids(inner, metadata)
-        await context.send_initial_metadata(_id_metadata(*ids))
+        ids_sent = _send_ids(context, ids)
         started = time.perf_counter()
         work = self._serve(inner, metadata, context.time_remaining(), ids, "RerankStream")
         if request.progressive:
             progress = _Progress(work)
             try:
+                await _settle(ids_sent, progress.task)  # the ids go out before any message
                 yield _stream_header(ids[0], inner.model or "default", "", ids[1], _expected_results(inner))
                 async for partial in progress.partials():
                     yield partial
-                served = await self._guard(context, "RerankStream", inner, ids, started, progress.task)
+                served = await self._guard(
+                    context, "RerankStream", inner, ids, started, progress.task, ids_sent
+                )
             finally:
                 progress.task.cancel()
         else:
-            served = await self._guard(context, "RerankStream", inner, ids, started, work)
+            served = await self._guard(context, "RerankStream", inner, ids, started, work, ids_sent)
             ranked = served.ranked
             yield _stream_header(
                 served.request_id, ranked.model, ranked.provider, served.trace, len(ranked.results)
@@ -174,21 +178,30 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         ids: tuple[str, TraceContext],
         started: float,
         work: object,
+        ids_sent: asyncio.Future[None],
     ) -> _Served:
-        """Await `work`; report taxonomy errors with their status and anything else as INTERNAL."""
+        """Await `work`; report taxonomy errors with their status and anything else as INTERNAL.
+        Whatever happens, the initial metadata (`ids_sent`) has gone out before the answer does.
+        """
         request_id, trace = ids
         try:
-            return await work  # type: ignore[misc, no-any-return]
+            served: _Served = await work  # type: ignore[misc]
         except errors.RerankError as exc:
             self._access(method, request, request_id, trace, started, exc.code.name, None)
+            await _settle(ids_sent, None)
             await context.abort_with_status(errors.to_status(exc, request_id))
         except (asyncio.CancelledError, grpc.aio.AbortError):
+            _abandon(ids_sent)
             self._access(method, request, request_id, trace, started, "CANCELLED", None)
             raise
         except Exception:
             _LOG.exception("unexpected error in %s (request id %s)", method, request_id)
             self._access(method, request, request_id, trace, started, "INTERNAL", None)
+            await _settle(ids_sent, None)
             await context.abort_with_status(errors.to_status(errors.internal_for(request_id), request_id))
+        else:
+            await _settle(ids_sent, None)
+            return served
         raise AssertionError("unreachable: abort_with_status raises")
 
     @staticmethod
@@ -280,6 +293,34 @@ def _metadata(pairs: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]
 
 def _id_metadata(request_id: str, trace: TraceContext) -> tuple[tuple[str, str], ...]:
     return (("x-request-id", request_id), ("x-trace-id", trace.trace_id), ("x-span-id", trace.span_id))
+
+
+def _send_ids(context: grpc.aio.ServicerContext, ids: tuple[str, TraceContext]) -> asyncio.Future[None]:
+    """Start sending the call's ids as initial metadata without waiting for it: the work begins at
+    once and the send completes meanwhile (one wake-up less per call). Every path settles it before
+    the call's first message or its status, which gRPC requires to come after it.
+    """
+    return asyncio.ensure_future(context.send_initial_metadata(_id_metadata(*ids)))
+
+
+async def _settle(ids_sent: asyncio.Future[None], work: asyncio.Task[Any] | None) -> None:
+    """Wait for the initial metadata to be sent. When it cannot be (the caller is gone), `work` is
+    cancelled and the error propagates, as it did when the send came first."""
+    try:
+        await ids_sent
+    except BaseException:
+        if work is not None:
+            work.cancel()
+        raise
+
+
+def _abandon(ids_sent: asyncio.Future[None]) -> None:
+    """The call is over without an answer: stop waiting for its initial metadata, quietly."""
+    if ids_sent.done():
+        if not ids_sent.cancelled():
+            ids_sent.exception()  # retrieved: no "exception was never retrieved" warning
+    else:
+        ids_sent.cancel()
 
 
 def _trailing(served: _Served) -> tuple[tuple[str, str], ...]:

@@ -66,6 +66,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
     async def admit(self, context: grpc.aio.ServicerContext, method: str, *, charge: bool) -> Caller:
         """Authenticate the call (and take a rate token when `charge`), or abort it."""
+        if not self.authenticator.enabled and (not charge or self.limiter is None):
+            return ANONYMOUS  # nothing to check: skip reading the metadata
         metadata = {
             key.lower(): value
             for key, value in (context.invocation_metadata() or ())
@@ -179,7 +181,7 @@ class _Guarded:
         if status is None:
             code = context.code()
             status = code.name if isinstance(code, grpc.StatusCode) else "OK"
-        metrics.CALLER_CALLS.labels(caller=caller.name, method=_short(self.method), status=status).inc()
+        metrics.child(metrics.CALLER_CALLS, caller.name, _short(self.method), status).inc()
 
     async def _internal(self, context: grpc.aio.ServicerContext) -> None:
         _LOG.exception("unexpected error in %s", self.method)

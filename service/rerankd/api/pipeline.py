@@ -64,7 +64,7 @@ class Pipeline:
             "rerankd.documents": len(query.documents),
         }
         with (
-            metrics.IN_FLIGHT.labels(method).track_inprogress(),
+            metrics.child(metrics.IN_FLIGHT, method).track_inprogress(),
             tracing.server_span(query.trace, f"rerankd.{method}", attributes) as span,
         ):
             try:
@@ -108,8 +108,8 @@ def log_access(
     No text, no keys; a model name nothing serves is counted as "unknown" (bounded labels).
     """
     elapsed = time.perf_counter() - started
-    metrics.CALLS.labels(method, status, metrics.model_label(model), provider).inc()
-    metrics.CALL_SECONDS.labels(method, status).observe(elapsed)
+    metrics.child(metrics.CALLS, method, status, metrics.model_label(model), provider).inc()
+    metrics.child(metrics.CALL_SECONDS, method, status).observe(elapsed)
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
     _ACCESS.info(

@@ -9,8 +9,7 @@ or is cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from rerankd import errors
 
@@ -40,26 +39,31 @@ class ConcurrencyLimit:
         self.waiting = 0
         self._semaphore = asyncio.Semaphore(limit)
 
-    @contextlib.asynccontextmanager
-    async def slot(self, wait: float) -> AsyncIterator[None]:
-        """Hold a slot for the body; wait at most `wait` seconds for one, else raise Overloaded."""
-        wait = max(wait, 0.0)
-        if self._semaphore.locked() and wait == 0.0:
-            raise self._overloaded(wait)
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(wait):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            raise self._overloaded(wait) from None
-        finally:
-            self.waiting -= 1
+    def slot(self, wait: float) -> _Slot:
+        """`async with limit.slot(wait):` holds a slot for the body; waits at most `wait` seconds
+        for one, else raises Overloaded."""
+        return _Slot(self, wait)
+
+    async def _acquire(self, wait: float) -> None:
+        if not self._semaphore.locked():  # a free slot: taken at once, no timer needed
+            await self._semaphore.acquire()
+        else:
+            wait = max(wait, 0.0)
+            if wait == 0.0:
+                raise self._overloaded(wait)
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(wait):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                raise self._overloaded(wait) from None
+            finally:
+                self.waiting -= 1
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._semaphore.release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._semaphore.release()
 
     def _overloaded(self, waited: float) -> Overloaded:
         self.rejected += 1
@@ -71,3 +75,19 @@ class ConcurrencyLimit:
             retry_after=max(waited, _MIN_RETRY_AFTER_S),
             provider="" if self.scope == "server" else self.name.partition("/")[0],
         )
+
+
+class _Slot:
+    """One holding of a ConcurrencyLimit (a plain class: cheaper per call than a generator)."""
+
+    __slots__ = ("_limit", "_wait")
+
+    def __init__(self, limit: ConcurrencyLimit, wait: float) -> None:
+        self._limit = limit
+        self._wait = wait
+
+    async def __aenter__(self) -> None:
+        await self._limit._acquire(self._wait)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limit._release()
