@@ -1,5 +1,8 @@
 """Logging set-up: one JSON object per line on stderr (access lines carry their fields).
 
+Access lines are written in batches (at most 0.2 s late, see BufferedStreamHandler); every other
+line is written at once.
+
 Every line names the caller of the call it belongs to (`caller`, from rerankd.auth.CALLER) and
 passes through errors.scrub, which removes registered keys and tokens and anything shaped like a
 credential, from the message, the access fields and exception traces alike. Uncaught exceptions
@@ -11,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from rerankd import errors
 from rerankd.auth import CALLER
@@ -53,6 +57,76 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+ACCESS_LOGGER = "rerankd.access"
+
+
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes access lines in batches.
+
+    Access lines (logger rerankd.access, below WARNING) are gathered and written together every
+    `flush_every_s` seconds, or at once when `max_pending_bytes` have gathered; any other line
+    writes what is pending and then itself, at once, so lines stay in order and lifecycle and
+    error lines are never late. Why: every write() gives up the GIL, and on a busy server each
+    give-up invites a switch to gRPC's poller thread; one write per call cost about 0.35 ms of
+    CPU per call on one core (bench/results/gateway.md), one write per batch costs nothing
+    measurable. At most `flush_every_s` of access lines is lost if the process is killed hard;
+    a drain (SIGTERM) flushes them.
+    """
+
+    def __init__(
+        self, stream: TextIO, *, flush_every_s: float = 0.2, max_pending_bytes: int = 64 * 1024
+    ) -> None:
+        super().__init__(stream)
+        self.max_pending_bytes = max_pending_bytes
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_periodically, args=(flush_every_s,), name="rerankd-log-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        if (
+            record.name != ACCESS_LOGGER
+            or record.levelno >= logging.WARNING
+            or self._pending_bytes >= self.max_pending_bytes
+        ):
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # the stream is gone (closed, broken pipe): nothing to do
+            pass
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write_pending()
+
+    def _flush_periodically(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
+
+
 def _log_uncaught(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, value, traceback)
@@ -61,7 +135,10 @@ def _log_uncaught(kind: type[BaseException], value: BaseException, traceback: Tr
 
 
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    for old in logging.getLogger().handlers:
+        if isinstance(old, BufferedStreamHandler):
+            old.close()  # writes what it still holds
+    handler = BufferedStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
