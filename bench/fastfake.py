@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import orjson
 
@@ -248,6 +248,31 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
+def stop_child(proc: subprocess.Popen[Any], wait_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if `proc` has not exited within `wait_s` (every bench child)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def listening_child(cmd: list[str], what: str) -> Iterator[tuple[str, int]]:
+    """Run `cmd` (a bench server that prints "listening HOST:PORT" once ready) from the repo root;
+    yields that address and the child's pid, and stops the child afterwards."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"{what} did not start (said {line!r})")
+        yield line.split(" ", 1)[1], proc.pid
+    finally:
+        stop_child(proc)
+
+
 @contextlib.contextmanager
 def spawn(
     cpu: int | None = None, fault_rate: float = 0.0, seed: int = 0, max_seconds: float = 3600.0
@@ -257,20 +282,8 @@ def spawn(
     cmd += ["--fault-rate", str(fault_rate), "--seed", str(seed)]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"fast fake did not start (said {line!r})")
-        yield "http://" + line.split(" ", 1)[1]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with listening_child(cmd, "fast fake") as (address, _):
+        yield "http://" + address
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,10 +22,8 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,7 +33,6 @@ from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 from bench import fastfake
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ("echo", "passthrough")
 
 
@@ -102,20 +99,8 @@ def spawn(
     cmd += ["--max-seconds", str(max_seconds)]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"reference server {mode} did not start (said {line!r})")
-        yield line.split(" ", 1)[1], proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with fastfake.listening_child(cmd, f"reference server {mode}") as (address, pid):
+        yield address, pid
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -137,12 +136,7 @@ def rerankd_process(config: Path, cpu: int | None, workdir: Path, *extra: str) -
             raise RuntimeError(f"rerankd did not start:\n{log.read_text()[-3000:]}") from None
         yield Served(f"127.0.0.1:{port}", proc.pid, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        fastfake.stop_child(proc, 15)
 
 
 def load_average() -> str:

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -79,12 +78,7 @@ def server(
             raise RuntimeError(f"rerankd did not start:\n{log.read_text()[-3000:]}") from None
         yield f"127.0.0.1:{port}", proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        fastfake.stop_child(proc, 20)
 
 
 async def drive_soak(

@@ -3,7 +3,6 @@ rerankd (bench/gateway.py's markdown, rendered from a run's numbers)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -11,18 +10,7 @@ import pytest
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 from bench import floor, gateway
-from bench.fastfake import FastFake
 from bench.load import Report, rerank_request
-
-
-@pytest.fixture
-async def fake_url() -> AsyncIterator[str]:
-    fake = FastFake()
-    url = await fake.start()
-    try:
-        yield url
-    finally:
-        fake.close()
 
 
 @pytest.mark.parametrize("mode", floor.MODES)

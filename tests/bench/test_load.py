@@ -10,27 +10,15 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bench import load
-from bench.fastfake import FastFake
 from bench.load import Caps
 from tests.conftest import running_app
 from tests.support import ROOT
-
-
-@pytest.fixture(scope="module")
-async def fake_url() -> AsyncIterator[str]:
-    fake = FastFake()
-    url = await fake.start()
-    try:
-        yield url
-    finally:
-        fake.close()
 
 
 def _settings(url: str) -> dict[str, object]:
