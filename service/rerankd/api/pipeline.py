@@ -11,6 +11,7 @@ A front door only converts its wire format to a RerankQuery and the Ranked answe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -112,18 +113,25 @@ def log_access(
     metrics.child(metrics.CALL_SECONDS, method, status).observe(elapsed)
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
-    _ACCESS.info(
-        "call",
-        extra={
-            "access": {
-                "method": method,
-                "status": status,
-                "request_id": request_id,
-                "trace_id": trace_id,
-                "model": model or "default",
-                "provider": provider,
-                "documents": documents,
-                "latency_ms": round(elapsed * 1000.0, 3),
-            }
-        },
-    )
+    fields = {
+        "method": method,
+        "status": status,
+        "request_id": request_id,
+        "trace_id": trace_id,
+        "model": model or "default",
+        "provider": provider,
+        "documents": documents,
+        "latency_ms": round(elapsed * 1000.0, 3),
+    }
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _write_access(fields)
+        return
+    # Written on the loop's next turn, in this call's context (the caller's name): by then the front
+    # door has handed its answer to gRPC or uvicorn, so the line costs the caller no latency.
+    loop.call_soon(_write_access, fields)
+
+
+def _write_access(fields: dict[str, object]) -> None:
+    _ACCESS.info("call", extra={"access": fields})
