@@ -40,3 +40,28 @@ def test_request_id_is_taken_only_when_well_formed() -> None:
     assert tracing.request_id("mine", {"x-request-id": "abc"}) == "mine"
     generated = tracing.request_id("bad id with spaces\n", {})
     assert " " not in generated and len(generated) == 24
+
+
+def test_without_an_exporter_spans_are_ids_only_and_still_propagate() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    server = tracing.server_trace(TraceContext(trace_id=TRACE, span_id=SPAN))
+    for exporter in (None, InMemorySpanExporter()):
+        tracing.setup(exporter=exporter)
+        try:
+            with tracing.server_span(server, "rerankd.Rerank", {"rerankd.documents": 2}) as span:
+                assert span.get_span_context().span_id == int(server.span_id, 16)
+                with tracing.child_span("rerankd.provider_attempt", {}) as attempt:
+                    headers = tracing.inject(tracing.outbound_headers(server, "r1"), attempt)
+            ids = attempt.get_span_context()
+            assert ids.trace_id == int(TRACE, 16) and ids.span_id != int(server.span_id, 16)
+            assert headers["traceparent"] == f"00-{TRACE}-{ids.span_id:016x}-01"
+            if exporter is None:
+                assert not span.is_recording() and not attempt.is_recording()
+            else:
+                assert [s.name for s in exporter.get_finished_spans()] == [
+                    "rerankd.provider_attempt",
+                    "rerankd.Rerank",
+                ]
+        finally:
+            tracing.setup()
