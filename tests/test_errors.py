@@ -38,3 +38,21 @@ def test_scrub_removes_credentials() -> None:
     assert errors.scrub("x my-canary-secret y", ["my-canary-secret"]) == "x [REDACTED] y"
     status = errors.to_status(errors.Unavailable("cohere: token=abcdef1234567890 rejected"))
     assert "abcdef1234567890" not in status.details
+
+
+def test_scrub_short_agrees_with_scrub_and_forgets_when_a_secret_is_registered() -> None:
+    texts = [
+        "Rerank",
+        "rerank-v3.5",
+        "Authorization: Bearer abcdefghijkl123",
+        "api_key=sk-abcdefghijklmnop",
+        "AKIAABCDEFGHIJKLMNOP",
+        "token: 123456789",
+        "x" * 300,  # longer than what is remembered: scrubbed every time
+    ]
+    for text in texts:
+        assert errors.scrub_short(text) == errors.scrub(text)
+    secret = "plain-looking-value-0042"  # matches no credential pattern
+    assert errors.scrub_short(f"model {secret}") == f"model {secret}"  # remembered as clean...
+    errors.register_secret(secret)
+    assert errors.scrub_short(f"model {secret}") == "model [REDACTED]"  # ...until it became a secret
