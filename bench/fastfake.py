@@ -237,10 +237,8 @@ def pin(cpu: int | None) -> str:
     Any CPU of the machine may be named, not only those of the inherited mask (a child of the load
     generator, itself pinned to another CPU, is moved to the CPU asked for)."""
     if cpu is not None:
-        try:
+        with contextlib.suppress(OSError):  # no such CPU here (or not allowed): stay where we are
             os.sched_setaffinity(0, {cpu})
-        except OSError:  # no such CPU here (or not allowed): stay where we are
-            pass
     return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
