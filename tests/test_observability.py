@@ -240,3 +240,30 @@ async def test_logs_hold_no_key_and_no_text(monkeypatch: pytest.MonkeyPatch) -> 
     )
     for line in capture.lines:
         assert CANARY_KEY not in line and CANARY_TEXT not in line
+
+
+async def test_access_lines_can_be_turned_off_and_metrics_still_count() -> None:
+    capture = _Capture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with CohereFake() as fake:
+            settings = _cohere_settings(fake.url)
+            async with (
+                running_app(
+                    **settings, access_log_enabled=False, metrics_enabled=True, metrics_port=0
+                ) as app,
+                stub_for(app) as stub,
+            ):
+                before = _scrape(app.metrics_port)
+                await stub.Rerank(_request(model="hosted"), timeout=10)
+                after = _scrape(app.metrics_port)
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
+    assert not [line for line in capture.lines if '"msg": "call"' in line]
+    assert any('"msg": "serving"' in line for line in capture.lines)  # other lines are unaffected
+    ok = 'rerankd_calls_total{method="Rerank",model="hosted",provider="cohere",status="OK"}'
+    assert _value(after, ok) == _value(before, ok) + 1

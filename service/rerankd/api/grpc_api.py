@@ -204,8 +204,8 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             return served
         raise AssertionError("unreachable: abort_with_status raises")
 
-    @staticmethod
     def _access(
+        self,
         method: str,
         request: pb.RerankRequest,
         request_id: str,
@@ -214,7 +214,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         status: str,
         ranked: Ranked | None,
     ) -> None:
-        pipeline.log_access(
+        self.pipeline.log_access(
             method=method,
             status=status,
             request_id=request_id,

@@ -4,7 +4,8 @@
     Pipeline.rerank() the server span and in-flight gauge around: validate, set the deadline, build
                       the outbound trace headers, call the router
     Pipeline.targets() what a model name resolves to (for dialect checks made before any work)
-    log_access()      one access-log record and the call metrics per call (never text)
+    log_access()      one access-log record and the call metrics per call (never text);
+                      Pipeline.log_access applies the server's access_log_enabled
 
 A front door only converts its wire format to a RerankQuery and the Ranked answer back.
 """
@@ -15,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -89,6 +90,10 @@ class Pipeline:
             )
             return ranked
 
+    def log_access(self, **fields: Any) -> None:
+        """`log_access` with this server's settings: no line when `access_log_enabled` is off."""
+        log_access(**fields, line=self.settings.access_log_enabled)
+
     def targets(self, model: str) -> list[Target]:
         """The targets `model` resolves to; errors.NotFound when nothing serves it."""
         return self.router.resolve(model)
@@ -104,14 +109,16 @@ def log_access(
     provider: str,
     documents: int,
     started: float,
+    line: bool = True,
 ) -> None:
     """One structured access record and the call metrics (`started`: a time.perf_counter() value).
-    No text, no keys; a model name nothing serves is counted as "unknown" (bounded labels).
+    No text, no keys; a model name nothing serves is counted as "unknown" (bounded labels). With
+    `line` off (Settings.access_log_enabled) only the metrics are recorded.
     """
     elapsed = time.perf_counter() - started
     metrics.child(metrics.CALLS, method, status, metrics.model_label(model), provider).inc()
     metrics.child(metrics.CALL_SECONDS, method, status).observe(elapsed)
-    if not _ACCESS.isEnabledFor(logging.INFO):
+    if not line or not _ACCESS.isEnabledFor(logging.INFO):
         return
     fields = {
         "method": method,

@@ -25,7 +25,7 @@ from rerankd import errors, tracing
 from rerankd.api.http.base import Dialect
 from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
 from rerankd.api.http.openapi import openapi_document
-from rerankd.api.pipeline import CallIds, Pipeline, identify, log_access
+from rerankd.api.pipeline import CallIds, Pipeline, identify
 from rerankd.config import Settings
 from rerankd.domain import TraceContext
 
@@ -124,7 +124,7 @@ class RerankHttpApi:
             if cache:
                 out_headers["x-cache"] = cache
             out_headers.update(dialect.headers(ranked, body, started))
-            log_access(
+            self.pipeline.log_access(
                 method=method,
                 status="OK",
                 request_id=ids.request_id,
@@ -139,7 +139,7 @@ class RerankHttpApi:
             failure: errors.RerankError = exc
             status_name = exc.code.name
         except _ClientGone:
-            log_access(
+            self.pipeline.log_access(
                 method=method,
                 status="CANCELLED",
                 request_id=ids.request_id,
@@ -153,7 +153,7 @@ class RerankHttpApi:
         except Exception:
             _LOG.exception("unexpected error in %s (request id %s)", method, ids.request_id)
             failure, status_name = errors.internal_for(ids.request_id), "INTERNAL"
-        log_access(
+        self.pipeline.log_access(
             method=method,
             status=status_name,
             request_id=ids.request_id,
