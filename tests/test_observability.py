@@ -4,6 +4,7 @@ traceparent, ids back in the response and metadata, /metrics moving, and no secr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import urllib.request
@@ -206,33 +207,39 @@ class _Capture(logging.Handler):
         self.lines.append(self.format(record))
 
 
-async def test_logs_hold_no_key_and_no_text(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def _captured_logs(level: int) -> Iterator[_Capture]:
+    """Every log line (as rerankd formats it) at `level` and above while the block runs."""
     capture = _Capture()
     root = logging.getLogger()
     root.addHandler(capture)
     old_level = root.level
-    root.setLevel(logging.DEBUG)
+    root.setLevel(level)
     try:
-        with CohereFake() as fake:
-            fake.inject(
-                Status(401, {"message": f"invalid api token {CANARY_KEY}"}),
-                Status(500, {"message": CANARY_TEXT}),
-            )
-            async with running_app(**_cohere_settings(fake.url)) as app, stub_for(app) as stub:
-                for _ in range(2):
-                    with pytest.raises(grpc.aio.AioRpcError) as caught:
-                        await stub.Rerank(_request(model="hosted", query=CANARY_TEXT), timeout=10)
-                    assert CANARY_KEY not in caught.value.details()
-                reply = await stub.Rerank(
-                    pb.RerankRequest(
-                        model="hosted", query=CANARY_TEXT, documents=[pb.Document(text=CANARY_TEXT)]
-                    ),
-                    timeout=10,
-                )
-                assert reply.results
+        yield capture
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
+
+
+async def test_logs_hold_no_key_and_no_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _captured_logs(logging.DEBUG) as capture, CohereFake() as fake:
+        fake.inject(
+            Status(401, {"message": f"invalid api token {CANARY_KEY}"}),
+            Status(500, {"message": CANARY_TEXT}),
+        )
+        async with running_app(**_cohere_settings(fake.url)) as app, stub_for(app) as stub:
+            for _ in range(2):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.Rerank(_request(model="hosted", query=CANARY_TEXT), timeout=10)
+                assert CANARY_KEY not in caught.value.details()
+            reply = await stub.Rerank(
+                pb.RerankRequest(
+                    model="hosted", query=CANARY_TEXT, documents=[pb.Document(text=CANARY_TEXT)]
+                ),
+                timeout=10,
+            )
+            assert reply.results
     access = [json.loads(line) for line in capture.lines if '"logger": "rerankd.access"' in line]
     assert len(access) >= 3
     assert {"trace_id", "request_id", "model", "provider", "documents", "latency_ms", "status"} <= set(
@@ -243,26 +250,15 @@ async def test_logs_hold_no_key_and_no_text(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 async def test_access_lines_can_be_turned_off_and_metrics_still_count() -> None:
-    capture = _Capture()
-    root = logging.getLogger()
-    root.addHandler(capture)
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    try:
-        with CohereFake() as fake:
-            settings = _cohere_settings(fake.url)
-            async with (
-                running_app(
-                    **settings, access_log_enabled=False, metrics_enabled=True, metrics_port=0
-                ) as app,
-                stub_for(app) as stub,
-            ):
-                before = _scrape(app.metrics_port)
-                await stub.Rerank(_request(model="hosted"), timeout=10)
-                after = _scrape(app.metrics_port)
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(old_level)
+    with _captured_logs(logging.INFO) as capture, CohereFake() as fake:
+        settings = _cohere_settings(fake.url)
+        async with (
+            running_app(**settings, access_log_enabled=False, metrics_enabled=True, metrics_port=0) as app,
+            stub_for(app) as stub,
+        ):
+            before = _scrape(app.metrics_port)
+            await stub.Rerank(_request(model="hosted"), timeout=10)
+            after = _scrape(app.metrics_port)
     assert not [line for line in capture.lines if '"msg": "call"' in line]
     assert any('"msg": "serving"' in line for line in capture.lines)  # other lines are unaffected
     ok = 'rerankd_calls_total{method="Rerank",model="hosted",provider="cohere",status="OK"}'
