@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,19 +38,6 @@ def call(**kwargs: Any) -> ProviderCall:
 def running() -> Iterator[AzureFake]:
     with AzureFake() as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: AzureFake) -> AzureFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_target_url_is_required() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -55,19 +55,6 @@ def call(**kwargs: object) -> ProviderCall:
 def running() -> Iterator[BedrockFake]:
     with BedrockFake() as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: BedrockFake) -> BedrockFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from rerankd.providers.http import HttpClient, HttpReply
 
 from tests.fakes.base import fake_score
 from tests.fakes.cohere import CohereFake
+from tests.providers.replies import reply
 
 KEY = "co-test-key-0123456789abcdef"
 OFFLINE = HttpClient()  # for the pure tests: never sends
@@ -44,27 +45,10 @@ def body_of(p: CohereProvider, c: ProviderCall) -> dict[str, Any]:
     return json.loads(p.build_request(c).body)  # type: ignore[no-any-return]
 
 
-def reply(body: Any, status: int = 200) -> HttpReply:
-    return HttpReply(status, {}, json.dumps(body).encode())
-
-
 @pytest.fixture(scope="module")
 def running() -> Iterator[CohereFake]:
     with CohereFake() as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: CohereFake) -> CohereFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_v2_request_sends_strings_and_v2_fields_only() -> None:

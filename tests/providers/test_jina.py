@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,11 +12,12 @@ from rerankd import errors
 from rerankd.config import ProviderConfig
 from rerankd.domain import Document, Truncation
 from rerankd.providers.base import ProviderCall
-from rerankd.providers.http import HttpClient, HttpReply
+from rerankd.providers.http import HttpClient
 from rerankd.providers.jina import JinaProvider
 
 from tests.fakes.base import fake_score
 from tests.fakes.jina import JinaFake
+from tests.providers.replies import reply
 
 KEY = "jina_testkey0123456789abcdef"
 MODEL = "jina-reranker-v2-base-multilingual"
@@ -32,10 +33,6 @@ def call(**kwargs: Any) -> ProviderCall:
     return ProviderCall(**{"model": MODEL, "query": "jina api", "documents": DOCS, "timeout": 5.0, **kwargs})
 
 
-def reply(body: Any, status: int = 200) -> HttpReply:
-    return HttpReply(status, {}, json.dumps(body).encode())
-
-
 @pytest.fixture(scope="module")
 def running() -> Iterator[JinaFake]:
     with JinaFake() as fake:
@@ -47,13 +44,6 @@ def fake(running: JinaFake) -> JinaFake:
     running.clear()
     running.document_style = "object"
     return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_request_always_sends_model_and_return_documents_false() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -38,19 +38,6 @@ def call(**kwargs: object) -> ProviderCall:
 def running() -> Iterator[PineconeFake]:
     with PineconeFake() as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: PineconeFake) -> PineconeFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_request_wraps_documents_and_sets_headers() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from rerankd import errors
@@ -35,19 +35,6 @@ def call(**kwargs: object) -> ProviderCall:
 def running() -> Iterator[TeiFake]:
     with TeiFake(max_client_batch_size=4) as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: TeiFake) -> TeiFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_request_body_and_optional_key() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,11 +12,12 @@ from rerankd import errors
 from rerankd.config import ProviderConfig
 from rerankd.domain import Document, Truncation
 from rerankd.providers.base import ProviderCall
-from rerankd.providers.http import HttpClient, HttpReply
+from rerankd.providers.http import HttpClient
 from rerankd.providers.voyage import VoyageProvider
 
 from tests.fakes.base import fake_score
 from tests.fakes.voyage import VoyageFake
+from tests.providers.replies import reply
 
 KEY = "pa-test-key-0123456789abcdef"
 DOCS = [Document("voyage rerank models"), Document("sailing boats"), Document("rerank with voyage")]
@@ -36,27 +37,10 @@ def call(**kwargs: Any) -> ProviderCall:
     )
 
 
-def reply(body: Any, status: int = 200) -> HttpReply:
-    return HttpReply(status, {}, json.dumps(body).encode())
-
-
 @pytest.fixture(scope="module")
 def running() -> Iterator[VoyageFake]:
     with VoyageFake() as fake:
         yield fake  # type: ignore[misc]
-
-
-@pytest.fixture
-def fake(running: VoyageFake) -> VoyageFake:
-    running.clear()
-    return running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.aclose()
 
 
 def test_request_maps_top_k_truncation_and_rank_fields() -> None:
