@@ -116,27 +116,37 @@ class Served:
 
 
 @contextlib.contextmanager
-def rerankd_process(config: Path, cpu: int | None, workdir: Path, *extra: str) -> Iterator[Served]:
-    """`rerankd serve` (gRPC only, no local model) on a free loopback port, pinned to `cpu` when given."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "rerankd.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--no-http", "--config", str(config), *extra]
+def serving_child(
+    args: list[str], port: int, cpu: int | None, log: Path, env: dict[str, str], stop_wait_s: float = 15.0
+) -> Iterator[int]:
+    """`python <args>` (a gRPC server on 127.0.0.1:`port`) pinned to `cpu` when given, its output in
+    `log`, without the caller's RERANKD_* variables (plus `env`); yields its pid once it is SERVING."""
+    cmd = [sys.executable, *args]
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
-    env["RERANKD_LOCAL_ENABLED"] = "false"
-    env["RERANKD_METRICS_PORT"] = "0"  # a free port: several servers may run at once
-    log = workdir / f"rerankd-{port}.log"
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    child_env.update({"RERANKD_METRICS_PORT": "0", **env})  # metrics on a free port: servers may overlap
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=ROOT)
     try:
         try:
             wait_serving(f"127.0.0.1:{port}")
         except TimeoutError:
             raise RuntimeError(f"rerankd did not start:\n{log.read_text()[-3000:]}") from None
-        yield Served(f"127.0.0.1:{port}", proc.pid, log)
+        yield proc.pid
     finally:
-        fastfake.stop_child(proc, 15)
+        fastfake.stop_child(proc, stop_wait_s)
+
+
+@contextlib.contextmanager
+def rerankd_process(config: Path, cpu: int | None, workdir: Path, *extra: str) -> Iterator[Served]:
+    """`rerankd serve` (gRPC only, no local model) on a free loopback port, pinned to `cpu` when given."""
+    port = free_port()
+    args = ["-m", "rerankd.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--no-http", "--config", str(config), *extra]
+    log = workdir / f"rerankd-{port}.log"
+    with serving_child(args, port, cpu, log, {"RERANKD_LOCAL_ENABLED": "false"}) as pid:
+        yield Served(f"127.0.0.1:{port}", pid, log)
 
 
 def load_average() -> str:

@@ -22,8 +22,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import grpc
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 from bench import fastfake, gateway
-from bench.gateway import MODEL, ROOT, free_port, load_average, wait_serving
+from bench.gateway import MODEL, ROOT, free_port, load_average
 from bench.load import CHANNEL_OPTIONS, grpc_rerank, grpc_stream, rerank_request
 
 RESULTS = ROOT / "bench" / "results"
@@ -62,23 +60,10 @@ def server(
     config: Path, cpu: int | None, stats: Path, every: float, workdir: Path
 ) -> Iterator[tuple[str, int]]:
     port = free_port()
-    cmd = [sys.executable, "-m", "bench.serve", "--config", str(config), "--port", str(port)]
-    cmd += ["--stats", str(stats), "--every", str(every)]
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu), *cmd]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
-    env["RERANKD_METRICS_PORT"] = "0"  # a free port: several servers may run at once
-    log = workdir / "rerankd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-        try:
-            wait_serving(f"127.0.0.1:{port}")
-        except TimeoutError:
-            raise RuntimeError(f"rerankd did not start:\n{log.read_text()[-3000:]}") from None
-        yield f"127.0.0.1:{port}", proc.pid
-    finally:
-        fastfake.stop_child(proc, 20)
+    args = ["-m", "bench.serve", "--config", str(config), "--port", str(port)]
+    args += ["--stats", str(stats), "--every", str(every)]
+    with gateway.serving_child(args, port, cpu, workdir / "rerankd.log", {}, stop_wait_s=20) as pid:
+        yield f"127.0.0.1:{port}", pid
 
 
 async def drive_soak(
