@@ -110,6 +110,19 @@ class RerankHttpApi:
         out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
         method = f"http {dialect.name}"
         model, documents = "", 0
+
+        def access(status: str, provider: str) -> None:  # model and documents as known by then
+            self.pipeline.log_access(
+                method=method,
+                status=status,
+                request_id=ids.request_id,
+                trace_id=ids.trace.trace_id,
+                model=model,
+                provider=provider,
+                documents=documents,
+                started=started,
+            )
+
         try:
             await self.authorize(headers)
             body = dialect.parse(await self._body(request))
@@ -124,45 +137,18 @@ class RerankHttpApi:
             if cache:
                 out_headers["x-cache"] = cache
             out_headers.update(dialect.headers(ranked, body, started))
-            self.pipeline.log_access(
-                method=method,
-                status="OK",
-                request_id=ids.request_id,
-                trace_id=ids.trace.trace_id,
-                model=model,
-                provider=ranked.provider,
-                documents=documents,
-                started=started,
-            )
+            access("OK", ranked.provider)
             return _json(200, payload, out_headers)
         except errors.RerankError as exc:
             failure: errors.RerankError = exc
             status_name = exc.code.name
         except _ClientGone:
-            self.pipeline.log_access(
-                method=method,
-                status="CANCELLED",
-                request_id=ids.request_id,
-                trace_id=ids.trace.trace_id,
-                model=model,
-                provider="",
-                documents=documents,
-                started=started,
-            )
+            access("CANCELLED", "")
             return Response(status_code=499, headers=out_headers)  # nobody is left to read it
         except Exception:
             _LOG.exception("unexpected error in %s (request id %s)", method, ids.request_id)
             failure, status_name = errors.internal_for(ids.request_id), "INTERNAL"
-        self.pipeline.log_access(
-            method=method,
-            status=status_name,
-            request_id=ids.request_id,
-            trace_id=ids.trace.trace_id,
-            model=model,
-            provider=failure.provider,
-            documents=documents,
-            started=started,
-        )
+        access(status_name, failure.provider)
         status, payload = dialect.error(dialect.presented(failure))
         if failure.retry_after is not None:
             out_headers["retry-after"] = str(max(math.ceil(failure.retry_after), 0))
