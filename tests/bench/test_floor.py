@@ -3,6 +3,9 @@ rerankd (bench/gateway.py's markdown, rendered from a run's numbers)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -11,6 +14,7 @@ from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 from bench import floor, gateway
 from bench.load import Report, rerank_request
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize("mode", floor.MODES)
@@ -51,3 +55,14 @@ def test_report_puts_the_floor_beside_each_target(tmp_path: Path) -> None:
     assert "| added latency p50 < 0.8 ms (c=1, 20 docs) | 1.00 ms | 0.50 ms | **no** |" in text
     assert "| rerankd Rerank c=64 RPS >= 0.3x direct | 0.12x | 0.20x | **no** |" in text
     assert "| floor: grpc.aio + aiohttp pass-through | 100 | 0.700 | 0.800 | 0.900 | 0.500 | 0.500 |" in text
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_pin_moves_a_child_outside_the_mask_it_inherited() -> None:
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    script = (
+        "import os; from bench.fastfake import pin; "
+        f"os.sched_setaffinity(0, {{{first}}}); print(pin({second}))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(second)
