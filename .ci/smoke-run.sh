@@ -29,6 +29,6 @@ kill -TERM "$server"
 for _ in $(seq 1 30); do kill -0 "$server" 2>/dev/null || break; sleep 1; done
 if kill -0 "$server" 2>/dev/null; then echo "server still running 30 s after SIGTERM"; cat "$log"; exit 1; fi
 wait "$group" || { echo "make run exited non-zero after SIGTERM"; cat "$log"; exit 1; }
-grep -q '"msg": "stopped"' "$log" || { echo "no clean drain in the log"; cat "$log"; exit 1; }
+grep -q '"msg":"stopped"' "$log" || { echo "no clean drain in the log"; cat "$log"; exit 1; }
 trap - EXIT
 echo "make run smoke test: OK"

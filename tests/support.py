@@ -1,8 +1,9 @@
-"""Test helpers shared across the suite: free ports and a real `rerankd serve` child process."""
+"""Test helpers shared across the suite: free ports, a real `rerankd serve` child process, log lines."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,22 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def log_records(text: str) -> list[dict[str, object]]:
+    """The JSON objects of rerankd's log lines in `text` (lines that are not JSON are skipped)."""
+    records = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def log_messages(text: str) -> list[str]:
+    """The `msg` of each of rerankd's log lines in `text`."""
+    return [str(record.get("msg")) for record in log_records(text)]
 
 
 def free_port() -> int:

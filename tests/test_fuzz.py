@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.cohere import CohereFake
-from tests.support import server_process
+from tests.support import log_records, server_process
 
 EXAMPLES = int(os.environ.get("RERANKD_FUZZ_EXAMPLES", "120"))
 FUZZ = settings(
@@ -173,8 +173,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
             yield server.address, server.log_path
             _assert_healthy(server.address)
         log = server.log()
-    bad = [line for line in log.splitlines() if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line]
-    assert not bad, "\n".join(bad[:5])
+    records = log_records(log)
+    assert records, "the server wrote no log lines"
+    bad = [record for record in records if record.get("level") in ("ERROR", "CRITICAL")]
+    assert not bad, bad[:5]
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def validate(query: RerankQuery, limits: Limits = DEFAULT_LIMITS) -> None:
         violations.append(("rank_fields", "names a field twice"))
     _check_metadata(query.metadata, limits, violations)
     _check_parameters(query.parameters, limits, violations)
-    if len(query.documents) <= limits.max_documents:
+    if len(query.documents) <= limits.max_documents and not _plain_documents_fit(query, limits):
         plain = not query.rank_fields
         most = limits.max_document_bytes
         for index, doc in enumerate(query.documents):
@@ -132,6 +132,27 @@ def validate(query: RerankQuery, limits: Limits = DEFAULT_LIMITS) -> None:
         first_field, first_text = violations[0]
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         raise errors.InvalidArgument(f"{first_field}: {first_text}{more}", field_violations=violations)
+
+
+def _plain_documents_fit(query: RerankQuery, limits: Limits) -> bool:
+    """True when every document passes the per-document checks by the common case's O(1) tests
+    (the per-document loop's fast test, for all documents at once, in C-level passes): no rank
+    fields and no document fields, ASCII ids and texts, none blank, each within the size limit."""
+    documents = query.documents
+    if not documents:
+        return True
+    if query.rank_fields or any(doc.fields for doc in documents):
+        return False
+    texts = [doc.text for doc in documents]
+    ids = [doc.id for doc in documents]
+    if not (all(texts) and "".join(texts).isascii() and "".join(ids).isascii()):
+        return False
+    if any(map(str.isspace, texts)):
+        return False
+    most = limits.max_document_bytes
+    return max(map(len, texts)) + max(map(len, ids)) <= most or all(
+        len(text) + len(id_) <= most for text, id_ in zip(texts, ids, strict=True)
+    )
 
 
 def _check_document(

@@ -1,7 +1,8 @@
 """The shortcuts taken on the hot path (bench/results/gateway.md) answer exactly as the long way does.
 
-- validate() skips the per-document check for plain ASCII documents within the limits: the
-  verdict (every violation, in order) must equal checking each document in full.
+- validate() skips the per-document check for plain ASCII documents within the limits (one
+  document at a time, and for a whole request of them at once): the verdict (every violation, in
+  order) must equal checking each document in full.
 - response_message() builds results in place with add(): the message must equal one built from
   result_messages(), with and without return_documents.
 """
@@ -60,6 +61,23 @@ def test_document_checks_agree_with_the_full_check(
     documents: list[Document], rank_fields: tuple[str, ...]
 ) -> None:
     query = RerankQuery(model="m", query="q", documents=documents, rank_fields=rank_fields)
+    assert _verdict(query, LIMITS) == _reference(query, LIMITS)
+
+
+# Requests of plain documents (ASCII, no fields), where the whole-request shortcut applies, and the
+# near misses it must hand to the per-document check: blank, whitespace only, one byte too long.
+_PLAIN_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from("ab \t\n"), max_size=26), st.sampled_from(["", " ", "x" * 24, "y" * 25])
+)
+_PLAIN_DOC = st.builds(
+    Document, text=_PLAIN_TEXT, id=st.one_of(st.just(""), st.sampled_from(["i", "id" * 12]))
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents=st.lists(_PLAIN_DOC, min_size=1, max_size=30))
+def test_plain_requests_agree_with_the_full_check(documents: list[Document]) -> None:
+    query = RerankQuery(model="m", query="q", documents=documents)
     assert _verdict(query, LIMITS) == _reference(query, LIMITS)
 
 

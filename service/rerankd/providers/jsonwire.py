@@ -14,6 +14,8 @@ from rerankd.providers.http import HttpReply, check_indices
 
 def texts(call: ProviderCall) -> list[str]:
     """Each document as the one string a text-only API scores: `rank_fields` rendered by render_text."""
+    if not call.rank_fields:  # the common case: the text itself (validation refused blank texts)
+        return [doc.text for doc in call.documents]
     return [render_text(doc, call.rank_fields) or "" for doc in call.documents]
 
 
@@ -56,15 +58,38 @@ def scores(provider: str, items: Any, count: int, score_key: str = "relevance_sc
     """[{index, <score_key>}, ...] as Scored, in the provider's order; anything odd is Internal."""
     if not isinstance(items, list):
         raise errors.Internal(f"{provider}: answer has no result list", provider=provider)
+    # What JSON parsers give for a well-formed answer, checked a column at a time (about a third of
+    # the per-item loop's cost); anything else takes the careful path, which names the fault.
+    try:
+        indices = [item["index"] for item in items]
+        values = [item[score_key] for item in items]
+        well_formed = (
+            {type(index) for index in indices} <= _INT
+            and {type(value) for value in values} <= _JSON_NUMBERS_SET
+            and (not indices or (min(indices) >= 0 and max(indices) < count))
+            and all(map(math.isfinite, values))
+        )
+    except (TypeError, KeyError, IndexError, OverflowError):
+        well_formed = False
+    if not well_formed:
+        return _scores_checked(provider, items, count, score_key)
+    if len(set(indices)) != len(indices):
+        raise errors.Internal(f"{provider}: answer scores a document twice", provider=provider)
+    return [Scored(index, float(value)) for index, value in zip(indices, values, strict=True)]
+
+
+def _scores_checked(provider: str, items: list[Any], count: int, score_key: str) -> list[Scored]:
+    """`scores`, one item at a time: the first malformed item raises Internal."""
     pairs: list[tuple[int, float]] = []
     for item in items:
         index = item.get("index") if isinstance(item, dict) else None
         score = item.get(score_key) if isinstance(item, dict) else None
-        # Exact types first (what JSON parsers return; cheap), the full test for anything else.
-        plain = type(index) is int and type(score) in _JSON_NUMBERS
-        if not (plain or (isinstance(index, int) and _is_number(index) and _is_number(score))):
-            raise errors.Internal(f"{provider}: answer has a malformed result", provider=provider)
-        pairs.append((index, float(score)))
+        try:
+            if not (isinstance(index, int) and _is_number(index) and _is_number(score)):
+                raise OverflowError
+            pairs.append((index, float(score)))
+        except OverflowError:  # not a number, or one past float's range
+            raise errors.Internal(f"{provider}: answer has a malformed result", provider=provider) from None
     check_indices(provider, pairs, count)
     if len({index for index, _ in pairs}) != len(pairs):
         raise errors.Internal(f"{provider}: answer scores a document twice", provider=provider)
@@ -124,7 +149,8 @@ def _loc_msg(item: dict[str, Any]) -> str:
     return f"{loc}: {msg}" if loc and msg else msg
 
 
-_JSON_NUMBERS = (float, int)
+_INT = frozenset({int})
+_JSON_NUMBERS_SET = frozenset({float, int})  # exact types: bool (an int subclass) is not a score
 
 
 def _is_number(value: Any) -> bool:
