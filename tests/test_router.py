@@ -14,7 +14,10 @@ from typing import Any
 
 import grpc
 import pytest
-from rerankd.router import Router, Target
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rerankd.domain import Scored
+from rerankd.router import Router, Target, _rank
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.base import Delay, Hang, Malformed, Reset, Status
@@ -285,3 +288,18 @@ def test_weights_share_traffic_among_equal_priorities_and_fallbacks_come_last() 
     lasts = Counter(router.resolve("r")[-1].provider.name for _ in range(200))
     assert lasts == {"c": 200}
     assert 0.70 < firsts["a"] / 2000 < 0.80  # weight 3 of 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scores=st.lists(st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.9, -1.0]), max_size=25),
+    top_n=st.sampled_from([None, 1, 3, 30]),
+    seed=st.integers(0, 1000),
+)
+def test_ranking_is_best_first_with_ties_in_document_order(
+    scores: list[float], top_n: int | None, seed: int
+) -> None:
+    items = [Scored(index, score) for index, score in enumerate(scores)]
+    random.Random(seed).shuffle(items)  # providers answer in any order
+    expected = sorted(items, key=lambda s: (-s.score, s.index))
+    assert _rank(items, top_n) == (expected[:top_n] if top_n else expected)

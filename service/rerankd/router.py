@@ -28,11 +28,13 @@ import contextvars
 import json
 import logging
 import math
+import operator
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -62,6 +64,7 @@ from rerankd.resilience.retry import (
 )
 
 _LOG = logging.getLogger("rerankd.router")
+_NO_ATTRIBUTES: Mapping[str, Any] = {}  # attempt spans that are ids only (no exporter) record nothing
 _MAX_TARGET_STATES = 1024  # breakers + limits kept for ad-hoc "provider/model" names
 
 
@@ -464,13 +467,17 @@ class Router:
     async def _send(self, target: Target, call: ProviderCall, timeout: float, attempt: int) -> ProviderResult:
         """One attempt under its own CLIENT span; the provider sees that span as its parent."""
         name = target.provider.name
-        attributes = {
-            "rerankd.provider": name,
-            "rerankd.provider_kind": target.provider.kind,
-            "rerankd.model": target.model,
-            "rerankd.documents": len(call.documents),
-            "rerankd.attempt": attempt,
-        }
+        attributes = (
+            {
+                "rerankd.provider": name,
+                "rerankd.provider_kind": target.provider.kind,
+                "rerankd.model": target.model,
+                "rerankd.documents": len(call.documents),
+                "rerankd.attempt": attempt,
+            }
+            if tracing.recording()
+            else _NO_ATTRIBUTES
+        )
         started = time.perf_counter()
         outcome = "OK"
         with tracing.child_span("rerankd.provider_attempt", attributes, SpanKind.CLIENT) as span:
@@ -535,8 +542,15 @@ def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> 
 
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:
-    ranked = sorted(scores, key=lambda s: (-s.score, s.index))
+    """Best first; equal scores in document order. Two stable sorts on C-level keys (no Python
+    call per item): by index, then by score descending, which keeps equal scores in index order."""
+    ranked = sorted(scores, key=_BY_INDEX)
+    ranked.sort(key=_BY_SCORE, reverse=True)
     return ranked[:top_n] if top_n else ranked
+
+
+_BY_INDEX = operator.attrgetter("index")
+_BY_SCORE = operator.attrgetter("score")
 
 
 def _record(

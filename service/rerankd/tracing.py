@@ -48,7 +48,13 @@ def new_span_id() -> str:
 
 
 def _header(metadata: Mapping[str, str], name: str) -> str:
-    return (metadata.get(name) or metadata.get(name.replace("x-", "x-portkey-", 1)) or "").strip()
+    return (metadata.get(name) or metadata.get(_PORTKEY[name]) or "").strip()
+
+
+_PORTKEY = {
+    name: name.replace("x-", "x-portkey-", 1)
+    for name in ("x-trace-id", "x-span-id", "x-parent-span-id", "x-span-name")
+}
 
 
 def parse_traceparent(value: str) -> tuple[str, str] | None:
@@ -64,8 +70,8 @@ def parse_traceparent(value: str) -> tuple[str, str] | None:
 
 def incoming(message: TraceContext, metadata: Mapping[str, str]) -> TraceContext:
     """The caller's trace context: trace id and the caller's span (our parent)."""
-    trace_id = message.trace_id.lower() if _HEX32.match(message.trace_id.lower()) else ""
-    caller_span = message.span_id.lower() if _HEX16.match(message.span_id.lower()) else ""
+    trace_id = message.trace_id.lower() if message.trace_id and _HEX32.match(message.trace_id.lower()) else ""
+    caller_span = message.span_id.lower() if message.span_id and _HEX16.match(message.span_id.lower()) else ""
     tracestate = message.tracestate
     if not trace_id:
         parsed = parse_traceparent(metadata.get("traceparent", ""))
@@ -83,7 +89,7 @@ def incoming(message: TraceContext, metadata: Mapping[str, str]) -> TraceContext
         span_id=caller_span,
         parent_span_id=message.parent_span_id or _header(metadata, "x-parent-span-id"),
         span_name=(message.span_name or _header(metadata, "x-span-name"))[:200],
-        tracestate=_header_safe(tracestate[:512]),
+        tracestate=_header_safe(tracestate[:512]) if tracestate else "",
     )
 
 
@@ -197,6 +203,11 @@ def setup(exporter: SpanExporter | None = None, service_name: str = "rerankd") -
     _provider, _tracer = provider, provider.get_tracer("rerankd")
     _recording = processor is not None
     return provider
+
+
+def recording() -> bool:
+    """Whether spans are recorded and exported (else they are ids only: skip building attributes)."""
+    return _recording
 
 
 def shutdown() -> None:

@@ -22,7 +22,6 @@ UNKNOWN with the exception's text, which can carry anything).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -187,23 +186,9 @@ class _Guarded:
         _LOG.exception("unexpected error in %s", self.method)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    @contextlib.asynccontextmanager
-    async def _outcome(self, caller: Caller | None, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    def _outcome(self, caller: Caller | None, context: grpc.aio.ServicerContext) -> _Outcome:
         """Count the call for its caller however it ends; an unexpected exception becomes INTERNAL."""
-        status: str | None = "OK"
-        try:
-            yield
-        except grpc.aio.AbortError:
-            status = None  # the handler chose the status: read it from the context
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            status = "CANCELLED"
-            raise
-        except Exception:
-            status = "INTERNAL"
-            await self._internal(context)
-        finally:
-            self._finish(caller, context, status)
+        return _Outcome(self, caller, context)
 
     # -- the four shapes ---------------------------------------------------------------------------
 
@@ -256,6 +241,34 @@ class _Guarded:
             ):
                 yield response
             await self._refuse_bad(bad, context)
+
+
+class _Outcome:
+    """`async with guarded._outcome(caller, context):` (a class, not a generator: every call has one)."""
+
+    __slots__ = ("caller", "context", "guarded")
+
+    def __init__(self, guarded: _Guarded, caller: Caller | None, context: grpc.aio.ServicerContext) -> None:
+        self.guarded = guarded
+        self.caller = caller
+        self.context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        status: str | None = "OK"
+        if kind is None:
+            pass
+        elif issubclass(kind, grpc.aio.AbortError):
+            status = None  # the handler chose the status: read it from the context
+        elif issubclass(kind, asyncio.CancelledError | GeneratorExit):
+            status = "CANCELLED"
+        elif issubclass(kind, Exception):
+            self.guarded._finish(self.caller, self.context, "INTERNAL")
+            await self.guarded._internal(self.context)  # logs it, aborts: INTERNAL replaces it
+        self.guarded._finish(self.caller, self.context, status)
+        return False
 
 
 def _type_name(deserializer: _Deserializer) -> str:

@@ -27,6 +27,7 @@ from rerankd.router import Router, Target
 from rerankd.validation import Limits, validate
 
 _ACCESS = logging.getLogger("rerankd.access")
+_NO_ATTRIBUTES: Mapping[str, Any] = {}  # spans that are ids only (no exporter) record nothing
 
 
 class CallIds(NamedTuple):
@@ -59,12 +60,16 @@ class Pipeline:
         The query carries its request id and the server's trace context; the server span gets
         those ids, and provider calls get x-request-id and a traceparent under their attempt span.
         """
-        attributes = {
-            "rpc.method": method,
-            "rerankd.request_id": query.request_id,
-            "rerankd.model": query.model or "default",
-            "rerankd.documents": len(query.documents),
-        }
+        attributes = (
+            {
+                "rpc.method": method,
+                "rerankd.request_id": query.request_id,
+                "rerankd.model": query.model or "default",
+                "rerankd.documents": len(query.documents),
+            }
+            if tracing.recording()
+            else _NO_ATTRIBUTES
+        )
         with (
             metrics.child(metrics.IN_FLIGHT, method).track_inprogress(),
             tracing.server_span(query.trace, f"rerankd.{method}", attributes) as span,
@@ -80,14 +85,15 @@ class Pipeline:
                 span.set_attribute("rerankd.status", exc.code.name)
                 span.set_status(Status(StatusCode.ERROR, exc.code.name))
                 raise
-            span.set_attributes(
-                {
-                    "rerankd.status": "OK",
-                    "rerankd.provider": ranked.provider,
-                    "rerankd.provider_model": ranked.model,
-                    "rerankd.attempts": len(ranked.attempts),
-                }
-            )
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "rerankd.status": "OK",
+                        "rerankd.provider": ranked.provider,
+                        "rerankd.provider_model": ranked.model,
+                        "rerankd.attempts": len(ranked.attempts),
+                    }
+                )
             return ranked
 
     def log_access(self, **fields: Any) -> None:
