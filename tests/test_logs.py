@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 
 from rerankd.logs import ACCESS_LOGGER, BufferedStreamHandler, JsonFormatter
+
+from tests.support import log_messages
 
 
 class _Stream(io.StringIO):
@@ -33,7 +34,7 @@ def _handler(stream: _Stream, **kwargs: float) -> BufferedStreamHandler:
 
 
 def _messages(stream: _Stream) -> list[str]:
-    return [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+    return log_messages(stream.getvalue())
 
 
 def test_access_lines_wait_for_the_flush_and_other_lines_keep_their_order() -> None:

@@ -34,7 +34,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -64,7 +63,6 @@ from rerankd.resilience.retry import (
 )
 
 _LOG = logging.getLogger("rerankd.router")
-_NO_ATTRIBUTES: Mapping[str, Any] = {}  # attempt spans that are ids only (no exporter) record nothing
 _MAX_TARGET_STATES = 1024  # breakers + limits kept for ad-hoc "provider/model" names
 
 
@@ -476,7 +474,7 @@ class Router:
                 "rerankd.attempt": attempt,
             }
             if tracing.recording()
-            else _NO_ATTRIBUTES
+            else tracing.NO_ATTRIBUTES
         )
         started = time.perf_counter()
         outcome = "OK"

@@ -205,6 +205,9 @@ def setup(exporter: SpanExporter | None = None, service_name: str = "rerankd") -
     return provider
 
 
+NO_ATTRIBUTES: Mapping[str, Any] = {}  # what spans that are ids only get: nothing is recorded
+
+
 def recording() -> bool:
     """Whether spans are recorded and exported (else they are ids only: skip building attributes)."""
     return _recording

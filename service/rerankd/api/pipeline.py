@@ -27,7 +27,6 @@ from rerankd.router import Router, Target
 from rerankd.validation import Limits, validate
 
 _ACCESS = logging.getLogger("rerankd.access")
-_NO_ATTRIBUTES: Mapping[str, Any] = {}  # spans that are ids only (no exporter) record nothing
 
 
 class CallIds(NamedTuple):
@@ -68,7 +67,7 @@ class Pipeline:
                 "rerankd.documents": len(query.documents),
             }
             if tracing.recording()
-            else _NO_ATTRIBUTES
+            else tracing.NO_ATTRIBUTES
         )
         with (
             metrics.child(metrics.IN_FLIGHT, method).track_inprogress(),

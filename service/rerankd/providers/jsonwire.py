@@ -68,13 +68,12 @@ def scores(provider: str, items: Any, count: int, score_key: str = "relevance_sc
             and {type(value) for value in values} <= _JSON_NUMBERS_SET
             and (not indices or (min(indices) >= 0 and max(indices) < count))
             and all(map(math.isfinite, values))
+            and len(set(indices)) == len(indices)
         )
     except (TypeError, KeyError, IndexError, OverflowError):
         well_formed = False
     if not well_formed:
         return _scores_checked(provider, items, count, score_key)
-    if len(set(indices)) != len(indices):
-        raise errors.Internal(f"{provider}: answer scores a document twice", provider=provider)
     return [Scored(index, float(value)) for index, value in zip(indices, values, strict=True)]
 
 
