@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from rerankd import auth, errors, logs, metrics
+from rerankd.api.grpc_api import SERVICE
 from rerankd.auth import ANONYMOUS, Authenticator, TokenFileError, TokenStore, parse_tokens
 from rerankd.server import App
 from rerankd.v1 import rerank_pb2 as pb
@@ -212,7 +213,7 @@ async def test_grpc_calls_without_or_with_a_wrong_token_are_refused(tmp_path: Pa
 
 
 async def test_grpc_calls_with_a_right_token_are_served_and_counted_per_caller(tmp_path: Path) -> None:
-    served = metrics.CALLER_CALLS.labels(caller="bob", method="Rerank", status="OK")
+    served = metrics.CALLER_CALLS.labels(caller="bob", method=f"{SERVICE}/Rerank", status="OK")
     before = served._value.get()
     async with secured_app(tmp_path) as (app, fake), grpc.aio.insecure_channel(app.addresses[0]) as channel:
         stub = pb_grpc.RerankServiceStub(channel)
@@ -280,9 +281,15 @@ async def test_access_lines_name_the_caller(tmp_path: Path) -> None:
         access.removeHandler(handler)
         access.setLevel(level)
     served = [(line["caller"], line["method"], line["status"]) for line in lines if line["msg"] == "call"]
-    assert ("alice", "Rerank", "OK") in served and ("bob", "RerankStream", "OK") in served
+    assert ("alice", f"{SERVICE}/Rerank", "OK") in served and (
+        "bob",
+        f"{SERVICE}/RerankStream",
+        "OK",
+    ) in served
     refused = [line for line in lines if line["msg"] == "refused"]
-    assert [(r["caller"], r["method"], r["status"]) for r in refused] == [("", "Rerank", "UNAUTHENTICATED")]
+    assert [(r["caller"], r["method"], r["status"]) for r in refused] == [
+        ("", f"{SERVICE}/Rerank", "UNAUTHENTICATED")
+    ]
     assert "wrong-token" not in json.dumps(lines)
 
 

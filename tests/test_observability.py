@@ -24,6 +24,8 @@ from tests.fakes.base import Status
 from tests.fakes.cohere import CohereFake
 from tests.support import log_messages, log_records
 
+_RERANK_CALLS = 'rerankd_calls_total{method="rerankd.v1.RerankService/Rerank",'
+
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 CANARY_KEY = "co-canary-key-5f1e2d3c4b5a69788796"
@@ -182,9 +184,9 @@ async def test_metrics_move_after_calls() -> None:
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.Rerank(_request(model="nope"), timeout=10)
             after = _scrape(app.metrics_port)
-    ok = 'rerankd_calls_total{method="Rerank",model="retrying",provider="cohere",status="OK"}'
+    ok = _RERANK_CALLS + 'model="retrying",provider="cohere",status="OK"}'
     assert _value(after, ok) == _value(before, ok) + 1
-    missing = 'rerankd_calls_total{method="Rerank",model="unknown",provider="",status="NOT_FOUND"}'
+    missing = _RERANK_CALLS + 'model="unknown",provider="",status="NOT_FOUND"}'
     assert _value(after, missing) >= _value(before, missing) + 1
     assert _value(after, 'rerankd_retries_total{provider="cohere"}') >= 1
     assert (
@@ -264,5 +266,5 @@ async def test_access_lines_can_be_turned_off_and_metrics_still_count() -> None:
     messages = log_messages("\n".join(capture.lines))
     assert "call" not in messages
     assert "serving" in messages  # other lines are unaffected
-    ok = 'rerankd_calls_total{method="Rerank",model="hosted",provider="cohere",status="OK"}'
+    ok = _RERANK_CALLS + 'model="hosted",provider="cohere",status="OK"}'
     assert _value(after, ok) == _value(before, ok) + 1

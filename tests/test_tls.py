@@ -83,7 +83,9 @@ async def test_tls_leaves_unix_sockets_plaintext(pki: Pki, tmp_path: Path) -> No
 
 
 async def test_mtls_required_serves_a_client_certificate_and_refuses_none_or_a_foreign_one(pki: Pki) -> None:
-    served = metrics.CALLER_CALLS.labels(caller=CLIENT_NAME, method="Rerank", status="OK")
+    served = metrics.CALLER_CALLS.labels(
+        caller=CLIENT_NAME, method="rerankd.v1.RerankService/Rerank", status="OK"
+    )
     before = served._value.get()
     async with tls_app(pki, tls_client_ca_file=pki.client_ca) as app:
         address = app.addresses[0]

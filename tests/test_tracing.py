@@ -49,10 +49,14 @@ def test_without_an_exporter_spans_are_ids_only_and_still_propagate() -> None:
     for exporter in (None, InMemorySpanExporter()):
         tracing.setup(exporter=exporter)
         try:
-            with tracing.server_span(server, "rerankd.Rerank", {"rerankd.documents": 2}) as span:
+            span = tracing.open_server_span(
+                server, "rerankd.v1.RerankService/Rerank", {"rerankd.documents": 2}
+            )
+            with tracing.current(span):
                 assert span.get_span_context().span_id == int(server.span_id, 16)
                 with tracing.child_span("rerankd.provider_attempt", {}) as attempt:
                     headers = tracing.inject(tracing.outbound_headers(server, "r1"), attempt)
+            span.end()
             ids = attempt.get_span_context()
             assert ids.trace_id == int(TRACE, 16) and ids.span_id != int(server.span_id, 16)
             assert headers["traceparent"] == f"00-{TRACE}-{ids.span_id:016x}-01"
@@ -61,7 +65,7 @@ def test_without_an_exporter_spans_are_ids_only_and_still_propagate() -> None:
             else:
                 assert [s.name for s in exporter.get_finished_spans()] == [
                     "rerankd.provider_attempt",
-                    "rerankd.Rerank",
+                    "rerankd.v1.RerankService/Rerank",
                 ]
         finally:
             tracing.setup()

@@ -24,7 +24,6 @@ propagates into the provider calls, which close their connections; no attempt st
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import math
@@ -265,9 +264,15 @@ class Router:
 
     # -- serving -------------------------------------------------------------------------------
     async def rerank(
-        self, query: RerankQuery, *, deadline: float, headers: Mapping[str, str] | None = None
+        self,
+        query: RerankQuery,
+        *,
+        deadline: float,
+        headers: Mapping[str, str] | None = None,
+        on_partial: PartialSink | None = None,
     ) -> Ranked:
-        """Serve `query` before `deadline` (a time.monotonic() value)."""
+        """Serve `query` before `deadline` (a time.monotonic() value). `on_partial`, when given,
+        receives each finished chunk's scores (indices into the whole request) as they come."""
         name = query.model or DEFAULT_ALIAS
         targets = self.resolve(name)
         policy = self.policy(name)
@@ -279,7 +284,7 @@ class Router:
             if hit is not None:
                 return hit
         async with self.server_limit.slot(self._wait(deadline)):
-            ranked = await self._run(name, targets, policy, query, deadline, headers or {})
+            ranked = await self._run(name, targets, policy, query, deadline, headers or {}, on_partial)
         if policy.cache is not None and key is not None:
             policy.cache.put(key, ranked)
             ranked.cache = "miss"
@@ -293,6 +298,7 @@ class Router:
         query: RerankQuery,
         deadline: float,
         headers: Mapping[str, str],
+        on_partial: PartialSink | None,
     ) -> Ranked:
         attempts: list[Attempt] = []
         failures: list[errors.RerankError] = []
@@ -304,7 +310,7 @@ class Router:
                 self.events.emit("fallback", route=name, from_target=previous.label, to_target=target.label)
             previous = target
             try:
-                result = await self._on_target(target, policy, query, deadline, headers, attempts)
+                result = await self._on_target(target, policy, query, deadline, headers, attempts, on_partial)
             except errors.RerankError as exc:
                 if classify(exc) is Disposition.FATAL:
                     raise
@@ -335,6 +341,7 @@ class Router:
         deadline: float,
         headers: Mapping[str, str],
         attempts: list[Attempt],
+        on_partial: PartialSink | None,
     ) -> ProviderResult:
         """Every document scored on `target` (chunked when needed), or the error that ended it."""
         state = self.target_state(target)
@@ -363,7 +370,9 @@ class Router:
             if not chunked:
                 return await self._call(target, state, permit, policy, call, deadline, attempts, "")
             assert limit is not None
-            return await self._chunked(target, state, permit, policy, call, deadline, attempts, limit)
+            return await self._chunked(
+                target, state, permit, policy, call, deadline, attempts, limit, on_partial
+            )
         finally:
             state.breaker.release(permit)
 
@@ -377,6 +386,7 @@ class Router:
         deadline: float,
         attempts: list[Attempt],
         limit: int,
+        on_partial: PartialSink | None,
     ) -> ProviderResult:
         gate = asyncio.Semaphore(policy.chunk_concurrency)
         starts = range(0, len(call.documents), limit)
@@ -391,9 +401,8 @@ class Router:
             shifted = ProviderResult(
                 [Scored(s.index + start, s.score) for s in result.scores], result.usage, result.model
             )
-            sink = PARTIAL_RESULTS.get()
-            if sink is not None:
-                sink(target, shifted.scores)
+            if on_partial is not None:
+                on_partial(shifted.scores)
             return shifted
 
         try:
@@ -524,11 +533,8 @@ class Router:
 
 
 # Where a streaming caller that asked for `progressive` results wants each finished chunk's scores
-# (indices into the whole request). Set by the front door in the task that runs the request; the
-# chunk tasks inherit it.
-PARTIAL_RESULTS: contextvars.ContextVar[Callable[[Target, list[Scored]], None] | None] = (
-    contextvars.ContextVar("rerankd_partial_results", default=None)
-)
+# (indices into the whole request): a parameter of Router.rerank, passed down to the chunks.
+PartialSink = Callable[[list[Scored]], None]
 
 
 def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> str:

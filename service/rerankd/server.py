@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.internal import api_implementation
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rerankd import metrics, tls, tracing
+from rerankd.api import reflection
 from rerankd.api.grpc_api import RerankServicer
 from rerankd.api.grpc_guard import GuardInterceptor
+from rerankd.api.health import HealthServicer
 from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
@@ -48,7 +49,7 @@ class App:
 
     settings: Settings
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: HealthServicer
     router: Router
     providers: dict[str, Provider]
     http: HttpClient
@@ -102,7 +103,7 @@ class App:
         """NOT_SERVING first, then stop accepting and finish in-flight calls within `grace`."""
         grace = self.settings.grace_period_s if grace is None else grace
         _LOG.info("draining (grace %.1fs)", grace)
-        await self.health.enter_graceful_shutdown()
+        await self.health.end_watches()  # NOT_SERVING, and open Watch streams end once they saw it
         stopping = [self.server.stop(grace)]
         if self.http_server is not None:
             stopping.append(self.http_server.stop(grace))
@@ -158,12 +159,9 @@ def build(settings: Settings) -> App:
         authorize = http_authorizer(authenticator, limiter)
         http_app = create_app(Pipeline(router, settings), settings, authorize=authorize)
         http_server = HttpServer(http_app, settings.http_host or settings.host, settings.http_port)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    reflection.enable(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     return App(settings, server, health_servicer, router, providers, http, http_server=http_server)
 
 

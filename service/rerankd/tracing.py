@@ -231,30 +231,39 @@ def _ids(span: otel.Span) -> tuple[str, str]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
-@contextlib.contextmanager
-def server_span(trace: TraceContext, name: str, attributes: Mapping[str, Any]) -> Iterator[otel.Span]:
-    """The server span of one call, with the ids of `trace` (from `server_trace`), child of the
-    caller's span (`trace.parent_span_id`) when there is one. Current for the block: use it around
-    awaits in one task, not across an async generator's yields.
+def open_server_span(trace: TraceContext, name: str, attributes: Mapping[str, Any]) -> otel.Span:
+    """The server span of one call, started, with the ids of `trace` (from `server_trace`), child of
+    the caller's span (`trace.parent_span_id`) when there is one. Not current and not ended: the
+    call record ends it (`api.call.Call.finish`); `current(span)` makes it the parent of the
+    attempt spans while the call's work runs.
     """
     if not _recording:
-        ids = SpanContext(int(trace.trace_id, 16), int(trace.span_id, 16), False, _SAMPLED)
-        with _current(NonRecordingSpan(ids)) as span:
-            yield span
-        return
+        return NonRecordingSpan(SpanContext(int(trace.trace_id, 16), int(trace.span_id, 16), False, _SAMPLED))
     parent = otel_context.Context()
     if _HEX16.match(trace.parent_span_id):
         remote = SpanContext(
             int(trace.trace_id, 16), int(trace.parent_span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
         )
         parent = otel.set_span_in_context(NonRecordingSpan(remote), parent)
+    # The SDK's id generator takes no arguments, so the ids already chosen (they went out to the
+    # caller before any work) reach it beside the call: set and reset around this one start_span,
+    # never across an await.
     token = _PRESET_IDS.set((int(trace.trace_id, 16), int(trace.span_id, 16)))
     try:
-        span = tracer().start_span(name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes))
+        return tracer().start_span(name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes))
     finally:
         _PRESET_IDS.reset(token)
-    with otel.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+
+
+@contextlib.contextmanager
+def current(span: otel.Span) -> Iterator[otel.Span]:
+    """`span` as the current span for the block, not ended after it. Use it around awaits in one
+    task, not across an async generator's yields."""
+    token = otel_context.attach(otel.set_span_in_context(span))
+    try:
         yield span
+    finally:
+        otel_context.detach(token)
 
 
 @contextlib.contextmanager
@@ -266,23 +275,13 @@ def child_span(
         parent = otel.get_current_span().get_span_context()
         trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
         ids = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED)
-        with _current(NonRecordingSpan(ids)) as span:
+        with current(NonRecordingSpan(ids)) as span:
             yield span
         return
     with tracer().start_as_current_span(
         name, kind=kind, attributes=dict(attributes), record_exception=False
     ) as span:
         yield span
-
-
-@contextlib.contextmanager
-def _current(span: otel.Span) -> Iterator[otel.Span]:
-    """`span` as the current span for the block (what otel.use_span does, minus its bookkeeping)."""
-    token = otel_context.attach(otel.set_span_in_context(span))
-    try:
-        yield span
-    finally:
-        otel_context.detach(token)
 
 
 def inject(headers: Mapping[str, str], span: otel.Span) -> dict[str, str]:

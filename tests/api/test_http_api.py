@@ -449,9 +449,9 @@ async def test_trace_and_request_ids_reach_the_pipeline(local_app: App) -> None:
     seen: list[Any] = []
 
     class Recording(Pipeline):
-        async def rerank(self, query, time_remaining=None):  # type: ignore[no-untyped-def]
+        async def rerank(self, call, query, time_remaining=None, **kwargs):  # type: ignore[no-untyped-def]
             seen.append(query)
-            return await super().rerank(query, time_remaining)
+            return await super().rerank(call, query, time_remaining, **kwargs)
 
     app = http_api.create_app(Recording(local_app.router, local_app.settings), local_app.settings)
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -523,7 +523,7 @@ async def test_a_client_that_disconnects_cancels_its_request(
     (record,) = [a for a in records if a.get("request_id") == "gone-1"]
     assert (
         record["status"] == "CANCELLED"
-        and record["method"] == "http cohere-v2"
+        and record["method"] == "http/cohere-v2"
         and record["documents"] == 600
     )
     assert record["latency_ms"] < 3000  # 600 documents take several seconds to score: it was stopped
@@ -624,7 +624,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 async def test_a_cached_answer_is_marked_as_over_grpc(local_app: App) -> None:
     class Cached(Pipeline):
-        async def rerank(self, query, time_remaining=None):  # type: ignore[no-untyped-def]
+        async def rerank(self, call, query, time_remaining=None, **kwargs):  # type: ignore[no-untyped-def]
             scored = [Scored(i, 1.0 / (i + 1)) for i in range(len(query.documents))]
             return SimpleNamespace(
                 results=scored, usage=Usage(), provider="local", model=LOCAL_MODEL, attempts=[], cache="hit"

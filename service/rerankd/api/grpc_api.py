@@ -1,34 +1,51 @@
-"""The gRPC servicer: validate, convert proto <-> domain, call the router; unary, stream, batch."""
+"""The gRPC servicer: the front door of RerankService. Each method decodes its request into a
+RerankQuery, runs it through the shared pipeline and encodes the answer, with one call record
+(api/call.py) per call that ends exactly once.
+
+How a call ends here:
+- an answer: OK, its ids and what served it in trailing metadata;
+- an error from the taxonomy: its status (with google.rpc details and the ids in trailing
+  metadata) while the caller is still there to read it;
+- the caller leaving or the deadline passing: CANCELLED or DEADLINE_EXCEEDED, counted as such and
+  never reported as an error. A call that is already over is not aborted again: the handler ends
+  with CancelledError, which gRPC takes quietly;
+- anything unexpected: logged once, INTERNAL with a fixed message.
+
+Streams are written with `context.write` (not async generators), so a write the transport refuses
+(the caller has gone) is an ending this module sees, not an error gRPC logs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import NoReturn
 
 import grpc
 
-from rerankd import errors, tracing
+from rerankd import auth, errors, tracing
 from rerankd.api import convert, pipeline
+from rerankd.api.call import OK, Call
 from rerankd.config import Settings
 from rerankd.domain import Ranked, Scored, TraceContext
-from rerankd.router import PARTIAL_RESULTS, Router
+from rerankd.router import PartialSink, Router
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 _LOG = logging.getLogger("rerankd.api")
 _STREAM_MESSAGE_BYTES = 256 * 1024  # results per stream message are packed up to about this size
 _BATCH_PARALLELISM = 16
+SERVICE = pb.DESCRIPTOR.services_by_name["RerankService"].full_name
+RERANK = f"{SERVICE}/Rerank"
+RERANK_STREAM = f"{SERVICE}/RerankStream"
+RERANK_BATCH = f"{SERVICE}/RerankBatch"
+RECORDED_METHODS = frozenset({f"/{RERANK}", f"/{RERANK_STREAM}", f"/{RERANK_BATCH}"})
+"""Methods whose calls have a call record (the guard counts the others per caller itself)."""
 
 
-@dataclass(slots=True)
-class _Served:
-    ranked: Ranked
-    request_id: str
-    trace: TraceContext
+class _Gone(Exception):
+    """The transport refused a send: the call is over (the caller left or the deadline passed)."""
 
 
 class RerankServicer(pb_grpc.RerankServiceServicer):
@@ -39,113 +56,135 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         self.settings = settings
         self.pipeline = pipeline.Pipeline(router, settings)
 
+    def _open(self, method: str, request: pb.RerankRequest, metadata: dict[str, str]) -> Call:
+        ids = pipeline.identify(request.request_id, _trace_from(request.trace), metadata)
+        caller = auth.current_caller()  # set by the guard interceptor in this call's task
+        return self.pipeline.open(
+            method,
+            ids,
+            caller.name if caller is not None else "",
+            model=request.model,
+            documents=len(request.documents),
+        )
+
     async def _serve(
         self,
+        call: Call,
         request: pb.RerankRequest,
-        metadata: Mapping[str, str],
+        metadata: dict[str, str],
         time_remaining: float | None,
-        ids: tuple[str, TraceContext],
-        method: str,
-    ) -> _Served:
-        request_id, trace = ids
+        on_partial: PartialSink | None = None,
+    ) -> Ranked:
         headers_metadata = tracing.header_metadata(metadata)  # x-metadata: malformed -> INVALID_ARGUMENT
-        query = convert.to_query(request, trace=trace, request_id=request_id, metadata=headers_metadata)
-        ranked = await self.pipeline.rerank(query, time_remaining, method=method)
-        return _Served(ranked, request_id, trace)
-
-    @staticmethod
-    def _ids(request: pb.RerankRequest, metadata: Mapping[str, str]) -> tuple[str, TraceContext]:
-        return pipeline.identify(request.request_id, _trace_from(request.trace), metadata)
+        query = convert.to_query(
+            request, trace=call.trace, request_id=call.request_id, metadata=headers_metadata
+        )
+        return await self.pipeline.rerank(call, query, time_remaining, on_partial=on_partial)
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         metadata = _metadata(context.invocation_metadata())
-        ids = self._ids(request, metadata)
-        ids_sent = _send_ids(context, ids)
-        started = time.perf_counter()
-        served = await self._guard(
-            context,
-            "Rerank",
-            request,
-            ids,
-            started,
-            self._serve(request, metadata, context.time_remaining(), ids, "Rerank"),
-            ids_sent,
-        )
-        context.set_trailing_metadata(_trailing(served))
-        self._access("Rerank", request, served.request_id, served.trace, started, "OK", served.ranked)
-        return convert.response_message(
-            served.ranked, request, request_id=served.request_id, trace=served.trace
-        )
+        call = self._open(RERANK, request, metadata)
+        try:
+            await _send(context.send_initial_metadata(call.id_metadata()))
+            ranked = await self._serve(call, request, metadata, context.time_remaining())
+        except BaseException as exc:
+            await _end(call, context, exc)
+        context.set_trailing_metadata(_trailing(call, ranked.cache))
+        call.finish(OK)
+        return convert.response_message(ranked, request, request_id=call.request_id, trace=call.trace)
 
-    async def RerankStream(
-        self, request: pb.RerankStreamRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.RerankStreamResponse]:
+    async def RerankStream(self, request: pb.RerankStreamRequest, context: grpc.aio.ServicerContext) -> None:
         inner = request.request
         metadata = _metadata(context.invocation_metadata())
-        ids = self._ids(inner, metadata)
-        ids_sent = _send_ids(context, ids)
-        started = time.perf_counter()
-        work = self._serve(inner, metadata, context.time_remaining(), ids, "RerankStream")
-        if request.progressive:
-            progress = _Progress(work)
-            try:
-                await _settle(ids_sent, progress.task)  # the ids go out before any message
-                yield _stream_header(ids[0], inner.model or "default", "", ids[1], _expected_results(inner))
-                async for partial in progress.partials():
-                    yield partial
-                served = await self._guard(
-                    context, "RerankStream", inner, ids, started, progress.task, ids_sent
-                )
-            finally:
-                progress.task.cancel()
-        else:
-            served = await self._guard(context, "RerankStream", inner, ids, started, work, ids_sent)
-            ranked = served.ranked
-            yield _stream_header(
-                served.request_id, ranked.model, ranked.provider, served.trace, len(ranked.results)
-            )
-        ranked = served.ranked
-        results = convert.result_messages(ranked.results, inner, inner.return_documents)
-        for first_rank, chunk in _pack(results, request.results_per_message):
-            yield pb.RerankStreamResponse(
-                results=pb.RerankStreamResults(results=chunk, first_rank=first_rank)
-            )
-        yield pb.RerankStreamResponse(
-            summary=pb.RerankStreamSummary(
+        call = self._open(RERANK_STREAM, inner, metadata)
+        try:
+            await _send(context.send_initial_metadata(call.id_metadata()))
+            if request.progressive:
+                ranked = await self._progressive(call, inner, metadata, context)
+            else:
+                ranked = await self._serve(call, inner, metadata, context.time_remaining())
+                header = _stream_header(call, ranked.model, ranked.provider, len(ranked.results))
+                await _send(context.write(header))
+            results = convert.result_messages(ranked.results, inner, inner.return_documents)
+            for first_rank, chunk in _pack(results, request.results_per_message):
+                message = pb.RerankStreamResults(results=chunk, first_rank=first_rank)
+                await _send(context.write(pb.RerankStreamResponse(results=message)))
+            summary = pb.RerankStreamSummary(
                 usage=convert.usage_message(ranked.usage),
                 attempts=convert.attempt_messages(ranked.attempts),
                 model=ranked.model,
                 provider=ranked.provider,
             )
+            await _send(context.write(pb.RerankStreamResponse(summary=summary)))
+        except BaseException as exc:
+            await _end(call, context, exc)
+        context.set_trailing_metadata(_trailing(call, ranked.cache))
+        call.finish(OK)
+
+    async def _progressive(
+        self,
+        call: Call,
+        request: pb.RerankRequest,
+        metadata: dict[str, str],
+        context: grpc.aio.ServicerContext,
+    ) -> Ranked:
+        """Serve `request` in its own task, writing the header first and then each finished chunk's
+        scores as they come (the router hands them to `queue.put_nowait`)."""
+        queue: asyncio.Queue[list[Scored]] = asyncio.Queue()
+        work = asyncio.create_task(
+            self._serve(call, request, metadata, context.time_remaining(), on_partial=queue.put_nowait)
         )
-        context.set_trailing_metadata(_trailing(served))
-        self._access("RerankStream", inner, served.request_id, served.trace, started, "OK", ranked)
+        try:
+            await _send(
+                context.write(_stream_header(call, request.model or "default", "", _expected(request)))
+            )
+            while not work.done():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                await _send(context.write(_partial(getter.result())))
+            while not queue.empty():
+                await _send(context.write(_partial(queue.get_nowait())))
+            return await work
+        finally:
+            _discard(work)
 
     async def RerankBatch(
         self, request_iterator: AsyncIterator[pb.RerankBatchRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.RerankBatchResponse]:
+    ) -> None:
+        """Many requests on one stream, each its own call (record, access line, answer or error);
+        answers are written as they finish, each call ending once its answer is written."""
         metadata = _metadata(context.invocation_metadata())
         remaining = context.time_remaining()
-        out: asyncio.Queue[pb.RerankBatchResponse | None] = asyncio.Queue()
+        started = asyncio.get_running_loop().time()
+        out: asyncio.Queue[tuple[pb.RerankBatchResponse, Call, str] | None] = asyncio.Queue()
         gate = asyncio.Semaphore(_BATCH_PARALLELISM)
 
         async def one(request: pb.RerankRequest) -> None:
-            ids = self._ids(request, metadata)
-            started = time.perf_counter()
+            call = self._open(RERANK_BATCH, request, metadata)
             try:
-                left = (
-                    None if remaining is None else max(remaining - (time.monotonic() - stream_started), 0.0)
+                elapsed = asyncio.get_running_loop().time() - started
+                left = None if remaining is None else max(remaining - elapsed, 0.0)
+                ranked = await self._serve(call, request, metadata, left)
+                message = convert.response_message(
+                    ranked, request, request_id=call.request_id, trace=call.trace
                 )
-                served = await self._serve(request, metadata, left, ids, "RerankBatch")
-                message = convert.response_message(served.ranked, request, request_id=ids[0], trace=ids[1])
-                await out.put(pb.RerankBatchResponse(request_id=ids[0], response=message))
-                self._access("RerankBatch", request, ids[0], ids[1], started, "OK", served.ranked)
+                out.put_nowait(
+                    (pb.RerankBatchResponse(request_id=call.request_id, response=message), call, OK)
+                )
             except errors.RerankError as exc:
-                await out.put(_batch_error(ids[0], exc))
-                self._access("RerankBatch", request, ids[0], ids[1], started, exc.code.name, None)
+                call.failed(exc)
+                out.put_nowait((_batch_error(call.request_id, exc), call, exc.code.name))
+            except asyncio.CancelledError:
+                call.finish(_gone_status(context))
+                raise
             except Exception:
-                _LOG.exception("unexpected error (request id %s)", ids[0])
-                await out.put(_batch_error(ids[0], errors.internal_for(ids[0])))
+                _LOG.exception("unexpected error in %s (request id %s)", RERANK_BATCH, call.request_id)
+                out.put_nowait(
+                    (_batch_error(call.request_id, errors.internal_for(call.request_id)), call, "INTERNAL")
+                )
             finally:
                 gate.release()
 
@@ -154,102 +193,91 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                 async for item in request_iterator:
                     await gate.acquire()
                     group.create_task(one(item.request))
-            await out.put(None)
+            out.put_nowait(None)
 
-        stream_started = time.monotonic()
         reader = asyncio.create_task(read())
         try:
-            while (message := await out.get()) is not None:
-                yield message
+            while (item := await out.get()) is not None:
+                message, call, status = item
+                try:
+                    await _send(context.write(message))
+                except BaseException:
+                    call.finish(_gone_status(context))
+                    raise
+                call.finish(status)
             await reader
+        except _Gone:
+            raise asyncio.CancelledError from None  # the caller has gone: nothing left to tell it
         finally:
             reader.cancel()
+            while not out.empty():  # answers that never went out: their calls end with the stream
+                if (item := out.get_nowait()) is not None:
+                    item[1].finish(_gone_status(context))
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         return convert.model_messages(self.router.entries())
 
-    async def _guard(
-        self,
-        context: grpc.aio.ServicerContext,
-        method: str,
-        request: pb.RerankRequest,
-        ids: tuple[str, TraceContext],
-        started: float,
-        work: object,
-        ids_sent: asyncio.Future[None],
-    ) -> _Served:
-        """Await `work`; report taxonomy errors with their status and anything else as INTERNAL.
-        Whatever happens, the initial metadata (`ids_sent`) has gone out before the answer does.
-        """
-        request_id, trace = ids
+
+async def _send(operation: object) -> None:
+    """Await a gRPC send (initial metadata, a message); a refusal by the transport means the call
+    is over, raised as _Gone. AbortError and cancellation pass through."""
+    try:
+        await operation  # type: ignore[misc]
+    except (grpc.aio.AbortError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise _Gone(type(exc).__name__) from None
+
+
+async def _end(call: Call, context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
+    """End `call` after `exc` and tell the caller, if it is still there. Always raises."""
+    error: errors.RerankError | None = None
+    if isinstance(exc, errors.RerankError):
+        error = exc
+        call.failed(exc)
+        status = exc.code.name
+    elif isinstance(exc, asyncio.CancelledError | _Gone) or context.done():
+        status = _gone_status(context)
+    elif isinstance(exc, grpc.aio.AbortError):
+        status = _status_name(context.code())  # aborted by a layer below with its own status
+    else:
+        _LOG.error("unexpected error in %s (request id %s)", call.method, call.request_id, exc_info=exc)
+        error = errors.internal_for(call.request_id)
+        status = "INTERNAL"
+    call.finish(status)
+    if isinstance(exc, asyncio.CancelledError | grpc.aio.AbortError):
+        raise exc
+    if error is not None and not context.done():
+        reported = errors.to_status(error, call.request_id)
         try:
-            served: _Served = await work  # type: ignore[misc]
-        except errors.RerankError as exc:
-            self._access(method, request, request_id, trace, started, exc.code.name, None)
-            await _settle(ids_sent, None)
-            await context.abort_with_status(errors.to_status(exc, request_id))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            _abandon(ids_sent)
-            self._access(method, request, request_id, trace, started, "CANCELLED", None)
+            await context.abort(
+                reported.code, reported.details, (*reported.trailing_metadata, *_trailing(call))
+            )
+        except grpc.aio.AbortError:
             raise
         except Exception:
-            _LOG.exception("unexpected error in %s (request id %s)", method, request_id)
-            self._access(method, request, request_id, trace, started, "INTERNAL", None)
-            await _settle(ids_sent, None)
-            await context.abort_with_status(errors.to_status(errors.internal_for(request_id), request_id))
-        else:
-            await _settle(ids_sent, None)
-            return served
-        raise AssertionError("unreachable: abort_with_status raises")
-
-    def _access(
-        self,
-        method: str,
-        request: pb.RerankRequest,
-        request_id: str,
-        trace: TraceContext,
-        started: float,
-        status: str,
-        ranked: Ranked | None,
-    ) -> None:
-        self.pipeline.log_access(
-            method=method,
-            status=status,
-            request_id=request_id,
-            trace_id=trace.trace_id,
-            model=request.model,
-            provider=ranked.provider if ranked else "",
-            documents=len(request.documents),
-            started=started,
-        )
+            pass  # the call ended while the status was being sent: nobody is left to read it
+    raise asyncio.CancelledError  # the call is over: gRPC ends a cancelled handler quietly
 
 
-class _Progress:
-    """A request running in its own task, publishing each finished chunk's scores to a queue."""
+def _gone_status(context: grpc.aio.ServicerContext) -> str:
+    """How a call that lost its caller ended: its deadline had passed, or it was cancelled."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
-    def __init__(self, work: Coroutine[Any, Any, _Served]) -> None:
-        self.queue: asyncio.Queue[list[Scored]] = asyncio.Queue()
 
-        async def run() -> _Served:
-            # Set in this task's own copy of the context: only this request's chunks publish here.
-            PARTIAL_RESULTS.set(lambda _target, scores: self.queue.put_nowait(scores))
-            return await work
+def _status_name(code: object) -> str:
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
-        self.task: asyncio.Task[_Served] = asyncio.create_task(run())
 
-    async def partials(self) -> AsyncIterator[pb.RerankStreamResponse]:
-        """Partial-result messages until the request finishes (then those already published)."""
-        while not self.task.done():
-            getter = asyncio.ensure_future(self.queue.get())
-            await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break
-            yield _partial(getter.result())
-        while not self.queue.empty():
-            yield _partial(self.queue.get_nowait())
+def _discard(task: asyncio.Task[Ranked]) -> None:
+    """Cancel `task` if it still runs; otherwise mark its outcome as seen."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _partial(scores: list[Scored]) -> pb.RerankStreamResponse:
@@ -258,23 +286,35 @@ def _partial(scores: list[Scored]) -> pb.RerankStreamResponse:
     return pb.RerankStreamResponse(results=pb.RerankStreamResults(results=results, partial=True))
 
 
-def _stream_header(
-    request_id: str, model: str, provider: str, trace: TraceContext, total: int
-) -> pb.RerankStreamResponse:
+def _stream_header(call: Call, model: str, provider: str, total: int) -> pb.RerankStreamResponse:
     return pb.RerankStreamResponse(
         header=pb.RerankStreamHeader(
-            id=request_id,
+            id=call.request_id,
             model=model,
             provider=provider,
-            trace=convert.trace_message(trace),
+            trace=convert.trace_message(call.trace),
             total_results=total,
         )
     )
 
 
-def _expected_results(request: pb.RerankRequest) -> int:
+def _expected(request: pb.RerankRequest) -> int:
     count = len(request.documents)
     return min(request.top_n, count) if request.top_n else count
+
+
+def _trailing(call: Call, cache: str = "") -> tuple[tuple[str, str], ...]:
+    """Trailing metadata, on answers and errors alike: the ids, then what served the call when
+    known (x-provider, x-attempts) and x-cache ("hit": from the route's response cache)."""
+    pairs: tuple[tuple[str, str], ...] = (
+        ("x-request-id", call.request_id),
+        ("x-trace-id", call.trace.trace_id),
+    )
+    if call.provider:
+        pairs += (("x-provider", call.provider),)
+    if call.attempts:
+        pairs += (("x-attempts", str(call.attempts)),)
+    return (*pairs, ("x-cache", cache)) if cache else pairs
 
 
 def _trace_from(message: pb.TraceContext) -> TraceContext:
@@ -289,49 +329,6 @@ def _trace_from(message: pb.TraceContext) -> TraceContext:
 
 def _metadata(pairs: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
     return {key.lower(): value for key, value in (pairs or ()) if isinstance(value, str)}
-
-
-def _id_metadata(request_id: str, trace: TraceContext) -> tuple[tuple[str, str], ...]:
-    return (("x-request-id", request_id), ("x-trace-id", trace.trace_id), ("x-span-id", trace.span_id))
-
-
-def _send_ids(context: grpc.aio.ServicerContext, ids: tuple[str, TraceContext]) -> asyncio.Future[None]:
-    """Start sending the call's ids as initial metadata without waiting for it: the work begins at
-    once and the send completes meanwhile (one wake-up less per call). Every path settles it before
-    the call's first message or its status, which gRPC requires to come after it.
-    """
-    return asyncio.ensure_future(context.send_initial_metadata(_id_metadata(*ids)))
-
-
-async def _settle(ids_sent: asyncio.Future[None], work: asyncio.Task[Any] | None) -> None:
-    """Wait for the initial metadata to be sent. When it cannot be (the caller is gone), `work` is
-    cancelled and the error propagates, as it did when the send came first."""
-    try:
-        await ids_sent
-    except BaseException:
-        if work is not None:
-            work.cancel()
-        raise
-
-
-def _abandon(ids_sent: asyncio.Future[None]) -> None:
-    """The call is over without an answer: stop waiting for its initial metadata, quietly."""
-    if ids_sent.done():
-        if not ids_sent.cancelled():
-            ids_sent.exception()  # retrieved: no "exception was never retrieved" warning
-    else:
-        ids_sent.cancel()
-
-
-def _trailing(served: _Served) -> tuple[tuple[str, str], ...]:
-    pairs = (
-        ("x-request-id", served.request_id),
-        ("x-trace-id", served.trace.trace_id),
-        ("x-provider", served.ranked.provider),
-        ("x-attempts", str(len(served.ranked.attempts))),
-    )
-    # x-cache: "hit" (answered from the route's response cache, no provider call) or "miss".
-    return (*pairs, ("x-cache", served.ranked.cache)) if served.ranked.cache else pairs
 
 
 def _pack(results: list[pb.RerankResult], per_message: int) -> Iterable[tuple[int, list[pb.RerankResult]]]:

@@ -12,11 +12,12 @@ For each call, in order:
 3. Rate limits (`rerankd.ratelimit`): a unary or server-streaming call takes one token from its
    caller's bucket or is refused with RESOURCE_EXHAUSTED + RetryInfo; each message of a client
    stream waits for a token instead (the stream is paced, not broken).
-4. The caller is set in `auth.CALLER` for the handler (log lines name it) and each finished call
-   is counted per caller, method and status code.
+4. The caller is set in `auth.CALLER` for the handler: the servicer puts it in the call record,
+   and log lines name it. RerankService's rerank calls are counted per caller by their call record
+   (api/call.py); the guard counts the other guarded methods (ListModels, reflection) itself.
 
 An exception escaping a handler becomes INTERNAL with a fixed message (the library would send
-UNKNOWN with the exception's text, which can carry anything).
+UNKNOWN with the exception's text, which can carry anything), unless the call is already over.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, NoReturn
 import grpc
 
 from rerankd import errors, metrics
+from rerankd.api.grpc_api import RECORDED_METHODS
 from rerankd.auth import ANONYMOUS, CALLER, Authenticator, Caller, certificate_caller
 from rerankd.ratelimit import RateLimiter
 
@@ -90,7 +92,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         context: grpc.aio.ServicerContext, method: str, exc: errors.RerankError, caller: str
     ) -> NoReturn:
         _ACCESS.info(
-            "refused", extra={"access": {"method": _short(method), "status": exc.code.name, "caller": caller}}
+            "refused",
+            extra={"access": {"method": method.lstrip("/"), "status": exc.code.name, "caller": caller}},
         )
         await context.abort_with_status(errors.to_status(exc))
         raise AssertionError("unreachable: abort_with_status raises")
@@ -110,7 +113,9 @@ class _Guarded:
         self.guard = guard
         self.inner = handler
         self.method = method
+        self.label = method.lstrip("/")  # the method label of metrics and access lines
         self.exempt = exempt
+        self.counted = not exempt and method not in RECORDED_METHODS  # else its call record counts
         self.deserializer: _Deserializer = handler.request_deserializer
         self.message_type = _type_name(self.deserializer)
 
@@ -175,12 +180,12 @@ class _Guarded:
             )
 
     def _finish(self, caller: Caller | None, context: grpc.aio.ServicerContext, status: str | None) -> None:
-        if caller is None:
+        if caller is None or not self.counted:
             return
         if status is None:
             code = context.code()
             status = code.name if isinstance(code, grpc.StatusCode) else "OK"
-        metrics.child(metrics.CALLER_CALLS, caller.name, _short(self.method), status).inc()
+        metrics.child(metrics.CALLER_CALLS, caller.name, self.label, status).inc()
 
     async def _internal(self, context: grpc.aio.ServicerContext) -> None:
         _LOG.exception("unexpected error in %s", self.method)
@@ -265,6 +270,9 @@ class _Outcome:
         elif issubclass(kind, asyncio.CancelledError | GeneratorExit):
             status = "CANCELLED"
         elif issubclass(kind, Exception):
+            if self.context.done():  # over already (cancelled, deadline): nobody to tell, nothing to log
+                self.guarded._finish(self.caller, self.context, "CANCELLED")
+                raise asyncio.CancelledError from None
             self.guarded._finish(self.caller, self.context, "INTERNAL")
             await self.guarded._internal(self.context)  # logs it, aborts: INTERNAL replaces it
         self.guarded._finish(self.caller, self.context, status)
@@ -275,11 +283,6 @@ def _type_name(deserializer: _Deserializer) -> str:
     owner = getattr(deserializer, "__self__", None)
     descriptor = getattr(owner, "DESCRIPTOR", None)
     return str(getattr(descriptor, "full_name", "request"))
-
-
-def _short(method: str) -> str:
-    """'/rerankd.v1.RerankService/Rerank' -> 'Rerank' (bounded metric label values)."""
-    return method.rsplit("/", 1)[-1] or method
 
 
 __all__ = ["ANONYMOUS", "EXEMPT_PREFIXES", "GuardInterceptor"]

@@ -1,32 +1,28 @@
 """The steps every front door shares, so gRPC and HTTP serve a request the same way.
 
     identify()        request id and the server's span, from the caller's ids and headers/metadata
-    Pipeline.rerank() the server span and in-flight gauge around: validate, set the deadline, build
-                      the outbound trace headers, call the router
+    Pipeline.open()   the call's record (api/call.py): opened once per call, ended once by the
+                      front door with Call.finish(status), however the call ends
+    Pipeline.rerank() validate, set the deadline, build the outbound trace headers and call the
+                      router, with the call's server span current
     Pipeline.targets() what a model name resolves to (for dialect checks made before any work)
-    log_access()      one access-log record and the call metrics per call (never text);
-                      Pipeline.log_access applies the server's access_log_enabled
 
-A front door only converts its wire format to a RerankQuery and the Ranked answer back.
+A front door decodes its wire format to a RerankQuery, runs it through the pipeline and encodes the
+Ranked answer (or the error) back; the call record says how it ended.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from opentelemetry.trace import Status, StatusCode
-
-from rerankd import errors, metrics, tracing
+from rerankd import tracing
+from rerankd.api.call import Call
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
-from rerankd.router import Router, Target
+from rerankd.router import PartialSink, Router, Target
 from rerankd.validation import Limits, validate
-
-_ACCESS = logging.getLogger("rerankd.access")
 
 
 class CallIds(NamedTuple):
@@ -44,106 +40,64 @@ def identify(explicit_request_id: str, message_trace: TraceContext, headers: Map
 
 
 class Pipeline:
-    """Validation, deadline and tracing around Router.rerank, shared by every front door."""
+    """Call records, validation, deadline and tracing around Router.rerank, for every front door."""
 
     def __init__(self, router: Router, settings: Settings) -> None:
         self.router = router
         self.settings = settings
         self.limits = Limits.from_settings(settings)
 
-    async def rerank(
-        self, query: RerankQuery, time_remaining: float | None = None, *, method: str = "Rerank"
-    ) -> Ranked:
-        """Validate `query` and serve it within `time_remaining` (default: the configured budget).
-
-        The query carries its request id and the server's trace context; the server span gets
-        those ids, and provider calls get x-request-id and a traceparent under their attempt span.
-        """
+    def open(self, method: str, ids: CallIds, caller: str, *, model: str = "", documents: int = 0) -> Call:
+        """The record of one call of `method` (a stable label: see api/call.py), opened now."""
         attributes = (
             {
                 "rpc.method": method,
-                "rerankd.request_id": query.request_id,
-                "rerankd.model": query.model or "default",
-                "rerankd.documents": len(query.documents),
+                "rerankd.request_id": ids.request_id,
+                "rerankd.model": model or "default",
+                "rerankd.documents": documents,
             }
             if tracing.recording()
-            else tracing.NO_ATTRIBUTES
+            else None
         )
-        with (
-            metrics.child(metrics.IN_FLIGHT, method).track_inprogress(),
-            tracing.server_span(query.trace, f"rerankd.{method}", attributes) as span,
-        ):
-            try:
-                validate(query, self.limits)
-                budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
-                deadline = time.monotonic() + budget
-                ranked = await self.router.rerank(
-                    query, deadline=deadline, headers=tracing.outbound_headers(query.trace, query.request_id)
-                )
-            except errors.RerankError as exc:
-                span.set_attribute("rerankd.status", exc.code.name)
-                span.set_status(Status(StatusCode.ERROR, exc.code.name))
-                raise
-            if span.is_recording():
-                span.set_attributes(
-                    {
-                        "rerankd.status": "OK",
-                        "rerankd.provider": ranked.provider,
-                        "rerankd.provider_model": ranked.model,
-                        "rerankd.attempts": len(ranked.attempts),
-                    }
-                )
-            return ranked
+        call = Call(
+            method,
+            ids.request_id,
+            ids.trace,
+            caller=caller,
+            access_line=self.settings.access_log_enabled,
+            span_attributes=attributes,
+        )
+        call.model, call.documents = model, documents
+        return call
 
-    def log_access(self, **fields: Any) -> None:
-        """`log_access` with this server's settings: no line when `access_log_enabled` is off."""
-        log_access(**fields, line=self.settings.access_log_enabled)
+    async def rerank(
+        self,
+        call: Call,
+        query: RerankQuery,
+        time_remaining: float | None = None,
+        *,
+        on_partial: PartialSink | None = None,
+    ) -> Ranked:
+        """Validate `query` and serve it within `time_remaining` (default: the configured budget).
+
+        The query carries the call's request id and trace context; provider calls get x-request-id
+        and a traceparent under their attempt span (children of the call's server span).
+        `on_partial` receives each finished chunk's scores (progressive streams). Errors propagate:
+        the front door ends the call.
+        """
+        call.model, call.documents = query.model, len(query.documents)
+        with tracing.current(call.span):
+            validate(query, self.limits)
+            budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
+            ranked = await self.router.rerank(
+                query,
+                deadline=time.monotonic() + budget,
+                headers=tracing.outbound_headers(query.trace, query.request_id),
+                on_partial=on_partial,
+            )
+        call.answered(ranked)
+        return ranked
 
     def targets(self, model: str) -> list[Target]:
         """The targets `model` resolves to; errors.NotFound when nothing serves it."""
         return self.router.resolve(model)
-
-
-def log_access(
-    *,
-    method: str,
-    status: str,
-    request_id: str,
-    trace_id: str,
-    model: str,
-    provider: str,
-    documents: int,
-    started: float,
-    line: bool = True,
-) -> None:
-    """One structured access record and the call metrics (`started`: a time.perf_counter() value).
-    No text, no keys; a model name nothing serves is counted as "unknown" (bounded labels). With
-    `line` off (Settings.access_log_enabled) only the metrics are recorded.
-    """
-    elapsed = time.perf_counter() - started
-    metrics.child(metrics.CALLS, method, status, metrics.model_label(model), provider).inc()
-    metrics.child(metrics.CALL_SECONDS, method, status).observe(elapsed)
-    if not line or not _ACCESS.isEnabledFor(logging.INFO):
-        return
-    fields = {
-        "method": method,
-        "status": status,
-        "request_id": request_id,
-        "trace_id": trace_id,
-        "model": model or "default",
-        "provider": provider,
-        "documents": documents,
-        "latency_ms": round(elapsed * 1000.0, 3),
-    }
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        _write_access(fields)
-        return
-    # Written on the loop's next turn, in this call's context (the caller's name): by then the front
-    # door has handed its answer to gRPC or uvicorn, so the line costs the caller no latency.
-    loop.call_soon(_write_access, fields)
-
-
-def _write_access(fields: dict[str, object]) -> None:
-    _ACCESS.info("call", extra={"access": fields})

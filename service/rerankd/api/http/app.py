@@ -11,17 +11,17 @@ import json
 import logging
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rerankd import errors, tracing
+from rerankd import auth, errors, tracing
+from rerankd.api.call import OK
 from rerankd.api.http.base import Dialect
 from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
 from rerankd.api.http.openapi import openapi_document
@@ -103,53 +103,46 @@ class RerankHttpApi:
         return Response(self._openapi_bytes, media_type="application/json")
 
     async def handle(self, request: Request, dialect: Dialect[Any], *, portkey: bool = False) -> Response:
-        """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape."""
-        started = time.perf_counter()
+        """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape,
+        and the call's record (api/call.py) ends once with the true status."""
         headers = dict(request.headers)  # Starlette lower-cases header names
         ids = identify("", TraceContext(), headers)
         out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
-        method = f"http {dialect.name}"
-        model, documents = "", 0
-
-        def access(status: str, provider: str) -> None:  # model and documents as known by then
-            self.pipeline.log_access(
-                method=method,
-                status=status,
-                request_id=ids.request_id,
-                trace_id=ids.trace.trace_id,
-                model=model,
-                provider=provider,
-                documents=documents,
-                started=started,
-            )
-
+        call = self.pipeline.open(f"http/{dialect.name}", ids, "")
         try:
             await self.authorize(headers)
+            caller = auth.current_caller()  # set by the authorizer for this request
+            call.caller = caller.name if caller is not None else ""
             body = dialect.parse(await self._body(request))
             query = dialect.to_query(body, ids, tracing.header_metadata(headers))
-            model, documents = query.model, len(query.documents)
+            call.model, call.documents = query.model, len(query.documents)
             await dialect.check(body, self.pipeline)
-            ranked = await _unless_disconnected(request, self.pipeline.rerank(query))
+            ranked = await _unless_disconnected(request, self.pipeline.rerank(call, query))
             payload = dialect.render(ranked, body, ids)
             out_headers["x-provider"] = ranked.provider
             out_headers["x-attempts"] = str(len(ranked.attempts))
-            cache = getattr(ranked, "cache", "")  # "hit"/"miss" where the route caches answers
-            if cache:
-                out_headers["x-cache"] = cache
-            out_headers.update(dialect.headers(ranked, body, started))
-            access("OK", ranked.provider)
+            if ranked.cache:  # "hit"/"miss" where the route caches answers
+                out_headers["x-cache"] = ranked.cache
+            out_headers.update(dialect.headers(ranked, body, call.started))
+            call.finish(OK)
             return _json(200, payload, out_headers)
         except errors.RerankError as exc:
             failure: errors.RerankError = exc
+            call.failed(exc)
             status_name = exc.code.name
-        except _ClientGone:
-            access("CANCELLED", "")
+        except (_ClientGone, ClientDisconnect):  # gone while we worked, or during its upload
+            call.finish("CANCELLED")
             return Response(status_code=499, headers=out_headers)  # nobody is left to read it
+        except asyncio.CancelledError:  # the server stopped serving this request (drain)
+            call.finish("CANCELLED")
+            raise
         except Exception:
-            _LOG.exception("unexpected error in %s (request id %s)", method, ids.request_id)
+            _LOG.exception("unexpected error in %s (request id %s)", call.method, ids.request_id)
             failure, status_name = errors.internal_for(ids.request_id), "INTERNAL"
-        access(status_name, failure.provider)
+        call.finish(status_name)
         status, payload = dialect.error(dialect.presented(failure))
+        if call.provider:
+            out_headers["x-provider"] = call.provider
         if failure.retry_after is not None:
             out_headers["retry-after"] = str(max(math.ceil(failure.retry_after), 0))
         return _json(status, payload, out_headers)
@@ -209,9 +202,14 @@ def _json(status: int, payload: Any, headers: Mapping[str, str]) -> Response:
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
+    """404 and 405 (with `Allow`), carrying the ids every answer of this front door carries."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return _json(status, {"message": f"{detail}: {request.method} {request.url.path}"}, {})
+    headers = dict(request.headers)
+    out = _id_headers(identify("", TraceContext(), headers), headers, _wants_portkey(headers))
+    if isinstance(exc, HTTPException) and exc.headers:
+        out.update(exc.headers)
+    return _json(status, {"message": f"{detail}: {request.method} {request.url.path}"}, out)
 
 
 def create_app(
