@@ -65,4 +65,4 @@ async def test_spans_are_exported_over_otlp_http(
             assert attributes["service.name"] == "rerankd-test"
             spans += [s for scope in resource_spans.scope_spans for s in scope.spans]
     names = {s.name for s in spans if s.trace_id.hex() == TRACE}
-    assert {"rerankd.Rerank", "rerankd.local.inference"} <= names
+    assert {"rerankd.v1.RerankService/Rerank", "rerankd.local.inference"} <= names

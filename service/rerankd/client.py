@@ -9,8 +9,12 @@ metadata or in `RerankRequest.trace`.
         reply = client.rerank("capital of France?", ["Berlin is ...", "Paris is ..."], top_n=1)
         print(reply.results[0].index, reply.trace_id)
 
-Errors are the `grpc.RpcError` the call ended with (`grpc.aio.AioRpcError` for the async client);
-rich details (BadRequest, RetryInfo, ErrorInfo) can be read with `grpc_status.rpc_status`.
+Errors are the `grpc.RpcError` the call ended with (`grpc.aio.AioRpcError` for the async client).
+`call_error(exc)` decodes one into a `CallError`: the code, the message, the request and trace ids
+(from the error's trailing metadata), the fields at fault (BadRequest), the retry delay (RetryInfo)
+and the reason and provider (ErrorInfo). A deadline that passes ends the call with
+DEADLINE_EXCEEDED, a cancelled call with CANCELLED (`call_error(exc).code` says which); a stream
+the caller stops reading early is cancelled, which the server counts as CANCELLED.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any, TypedDict, Unpack
 
 import grpc
 import grpc.aio
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from rerankd.tracing import new_span_id, new_trace_id, parse_traceparent
 from rerankd.v1 import rerank_pb2 as pb
@@ -32,10 +38,12 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "SERVICE_CONFIG",
     "AsyncRerankClient",
+    "CallError",
     "RerankClient",
     "RerankOptions",
     "RerankReply",
     "StreamReply",
+    "call_error",
     "channel_options",
     "collect_stream",
     "make_traceparent",
@@ -69,7 +77,7 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 """The gRPC service config every channel of these clients uses (retries as in gRFC A6)."""
 
-_HEADERS = ("x-trace-id", "x-request-id")
+_HEADERS = ("x-trace-id", "x-request-id", "x-provider", "x-attempts", "x-cache")
 
 DocumentLike = str | pb.Document
 
@@ -152,6 +160,56 @@ def collect_stream(messages: Iterable[pb.RerankStreamResponse]) -> StreamReply:
         elif event == "summary":
             summary = message.summary
     return StreamReply(header=header, results=results, summary=summary, messages=count)
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    """What a failed call said, decoded (see `call_error`)."""
+
+    code: grpc.StatusCode
+    message: str
+    request_id: str = ""
+    trace_id: str = ""
+    reason: str = ""  # ErrorInfo.reason, e.g. "MODEL_NOT_FOUND", "PROVIDER_UNAVAILABLE"
+    provider: str = ""  # the provider the error came from, when one did
+    retryable: bool = False
+    retry_after: float | None = None  # seconds (RetryInfo), when the server suggests a wait
+    fields: dict[str, str] = field(default_factory=dict)  # field -> what is wrong (BadRequest)
+
+
+def call_error(exc: grpc.RpcError) -> CallError:
+    """Decode the error a call ended with (a `grpc.RpcError` that is also a `grpc.Call`, as the
+    errors of both clients are): status, ids from its trailing metadata, rich details."""
+    call: Any = exc
+    headers = _trace_headers(call.trailing_metadata())
+    found: dict[str, Any] = {}
+    try:
+        status = rpc_status.from_call(call)
+    except ValueError:  # details that contradict the status line: keep the status line
+        status = None
+    for packed in status.details if status is not None else ():
+        if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            packed.Unpack(info)
+            found["reason"] = info.reason
+            found["provider"] = info.metadata.get("provider", "")
+            found["retryable"] = info.metadata.get("retryable") == "true"
+            headers.setdefault("x-request-id", info.metadata.get("request_id", ""))
+        elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            packed.Unpack(retry)
+            found["retry_after"] = retry.retry_delay.ToNanoseconds() / 1e9
+        elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            found["fields"] = {v.field: v.description for v in bad.field_violations}
+    return CallError(
+        code=call.code(),
+        message=call.details() or "",
+        request_id=headers.get("x-request-id", ""),
+        trace_id=headers.get("x-trace-id", ""),
+        **found,
+    )
 
 
 class RerankOptions(TypedDict, total=False):
@@ -272,14 +330,16 @@ class RerankClient(_Base):
         token: str | None = None,
         retries: bool = True,
         options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.Channel | None = None,
     ) -> None:
         super().__init__(timeout, token)
         opts = channel_options(options, retries=retries)
-        self.channel = (
-            grpc.secure_channel(target, credentials, options=opts)
-            if credentials
-            else grpc.insecure_channel(target, options=opts)
-        )
+        if channel is not None:  # a channel of the caller's own (tests: grpc_testing's scripted one)
+            self.channel = channel
+        elif credentials:
+            self.channel = grpc.secure_channel(target, credentials, options=opts)
+        else:
+            self.channel = grpc.insecure_channel(target, options=opts)
         self._stub = rerank_pb2_grpc.RerankServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -305,7 +365,7 @@ class RerankClient(_Base):
         response, call = self._stub.Rerank.with_call(
             request, timeout=self._timeout(timeout), metadata=metadata
         )
-        return RerankReply(response, _trace_headers(call.initial_metadata()))
+        return RerankReply(response, _trace_headers((*call.initial_metadata(), *call.trailing_metadata())))
 
     def rerank_stream(
         self,
@@ -406,7 +466,8 @@ class AsyncRerankClient(_Base):
         request, metadata = self._build(query, documents, options)
         call = self._stub.Rerank(request, timeout=self._timeout(timeout), metadata=metadata)
         response = await call
-        return RerankReply(response, _trace_headers(await call.initial_metadata()))
+        initial, trailing = await call.initial_metadata(), await call.trailing_metadata()
+        return RerankReply(response, _trace_headers((*(initial or ()), *(trailing or ()))))
 
     async def rerank_stream(
         self,

@@ -89,7 +89,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             ranked = await self._serve(call, request, metadata, context.time_remaining())
         except BaseException as exc:
             await _end(call, context, exc)
-        context.set_trailing_metadata(_trailing(call, ranked.cache))
+        context.set_trailing_metadata(_trailing(call, ranked))
         call.finish(OK)
         return convert.response_message(ranked, request, request_id=call.request_id, trace=call.trace)
 
@@ -118,7 +118,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             await _send(context.write(pb.RerankStreamResponse(summary=summary)))
         except BaseException as exc:
             await _end(call, context, exc)
-        context.set_trailing_metadata(_trailing(call, ranked.cache))
+        context.set_trailing_metadata(_trailing(call, ranked))
         call.finish(OK)
 
     async def _progressive(
@@ -303,18 +303,18 @@ def _expected(request: pb.RerankRequest) -> int:
     return min(request.top_n, count) if request.top_n else count
 
 
-def _trailing(call: Call, cache: str = "") -> tuple[tuple[str, str], ...]:
-    """Trailing metadata, on answers and errors alike: the ids, then what served the call when
-    known (x-provider, x-attempts) and x-cache ("hit": from the route's response cache)."""
+def _trailing(call: Call, ranked: Ranked | None = None) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata, on answers and errors alike: the ids; then, on an answer, what served it
+    (x-provider, x-attempts, and x-cache "hit"/"miss" where the route caches answers); on an
+    error, the provider it came from when known."""
     pairs: tuple[tuple[str, str], ...] = (
         ("x-request-id", call.request_id),
         ("x-trace-id", call.trace.trace_id),
     )
-    if call.provider:
-        pairs += (("x-provider", call.provider),)
-    if call.attempts:
-        pairs += (("x-attempts", str(call.attempts)),)
-    return (*pairs, ("x-cache", cache)) if cache else pairs
+    if ranked is None:
+        return (*pairs, ("x-provider", call.provider)) if call.provider else pairs
+    pairs += (("x-provider", ranked.provider), ("x-attempts", str(len(ranked.attempts))))
+    return (*pairs, ("x-cache", ranked.cache)) if ranked.cache else pairs
 
 
 def _trace_from(message: pb.TraceContext) -> TraceContext:
