@@ -5,8 +5,8 @@
 //   node endings.mjs cancel-stream --addr HOST:PORT --documents 2000 --after 3
 //       RerankStream, one result per message with the documents returned; read `after` messages,
 //       pause, then cancel the call.
-//   node endings.mjs deadline --addr HOST:PORT --model hanging --count 100 --timeout-ms 50
-//       `count` concurrent Rerank calls with a `timeout-ms` deadline each; the codes seen.
+//   node endings.mjs deadline --addr HOST:PORT --model hanging --count 100 --concurrency 4 --timeout-ms 50
+//       `count` Rerank calls, `concurrency` at a time, with a `timeout-ms` deadline each; the codes seen.
 //   node endings.mjs error --addr HOST:PORT --model no-such-model
 //       One failing Rerank; its code and the ids in the error's trailing metadata.
 import { dirname, join } from "node:path";
@@ -78,10 +78,19 @@ function oneUnary(client, request, timeoutMs) {
 }
 
 async function deadline(client, values) {
+  // Connect first: a deadline spent on the connection's handshake would never reach the server.
+  await new Promise((resolve, reject) => client.waitForReady(Date.now() + 10000, (err) => (err ? reject(err) : resolve())));
   const request = { model: values.model, query: "bridges", documents: documents(Number(values.documents)) };
-  const codes = await Promise.all(
-    Array.from({ length: Number(values.count) }, () => oneUnary(client, request, Number(values["timeout-ms"]))),
-  );
+  // `concurrency` workers, each making its calls one after the other.
+  const codes = [];
+  let left = Number(values.count);
+  const worker = async () => {
+    while (left > 0) {
+      left -= 1;
+      codes.push(await oneUnary(client, request, Number(values["timeout-ms"])));
+    }
+  };
+  await Promise.all(Array.from({ length: Number(values.concurrency) }, worker));
   const counts = {};
   for (const code of codes) counts[code] = (counts[code] || 0) + 1;
   return { calls: codes.length, codes: counts };
@@ -116,6 +125,7 @@ async function main() {
       documents: { type: "string", default: "20" },
       after: { type: "string", default: "3" },
       count: { type: "string", default: "100" },
+      concurrency: { type: "string", default: "4" },
       "timeout-ms": { type: "string", default: "50" },
     },
   });

@@ -36,6 +36,7 @@ from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 _LOG = logging.getLogger("rerankd.api")
 _STREAM_MESSAGE_BYTES = 256 * 1024  # results per stream message are packed up to about this size
 _BATCH_PARALLELISM = 16
+_DEADLINE_SLACK_S = 0.05  # a cancel this close to the deadline is the caller's deadline timer
 SERVICE = pb.DESCRIPTOR.services_by_name["RerankService"].full_name
 RERANK = f"{SERVICE}/Rerank"
 RERANK_STREAM = f"{SERVICE}/RerankStream"
@@ -263,9 +264,11 @@ async def _end(call: Call, context: grpc.aio.ServicerContext, exc: BaseException
 
 
 def _gone_status(context: grpc.aio.ServicerContext) -> str:
-    """How a call that lost its caller ended: its deadline had passed, or it was cancelled."""
+    """How a call that lost its caller ended: its deadline had passed (or was about to: a client's
+    own deadline timer cancels the call a little before the server's copy of the deadline runs
+    out, by the time its request took to arrive), or it was cancelled."""
     remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= _DEADLINE_SLACK_S else "CANCELLED"
 
 
 def _status_name(code: object) -> str:
