@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from rerankd import errors, tracing
+from rerankd import auth, authz, errors, tracing
 from rerankd.api import convert, pipeline
 from rerankd.config import Settings
 from rerankd.domain import Ranked, Scored, TraceContext
@@ -168,7 +168,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        return convert.model_messages(self.router.entries())
+        return convert.model_messages(authz.visible(auth.current_caller(), self.router.entries()))
 
     async def _guard(
         self,

@@ -1,8 +1,9 @@
 """The steps every front door shares, so gRPC and HTTP serve a request the same way.
 
     identify()        request id and the server's span, from the caller's ids and headers/metadata
-    Pipeline.rerank() the server span and in-flight gauge around: validate, set the deadline, build
-                      the outbound trace headers, call the router
+    Pipeline.rerank() the server span and in-flight gauge around: the caller's permissions
+                      (rerankd.authz), validate, set the deadline, build the outbound trace
+                      headers, call the router
     Pipeline.targets() what a model name resolves to (for dialect checks made before any work)
     log_access()      one access-log record and the call metrics per call (never text);
                       Pipeline.log_access applies the server's access_log_enabled
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry.trace import Status, StatusCode
 
-from rerankd import errors, metrics, tracing
+from rerankd import auth, authz, errors, metrics, tracing
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
 from rerankd.router import Router, Target
@@ -74,6 +75,7 @@ class Pipeline:
             tracing.server_span(query.trace, f"rerankd.{method}", attributes) as span,
         ):
             try:
+                authz.check(auth.current_caller(), query.model, len(query.documents))  # PERMISSION_DENIED
                 validate(query, self.limits)
                 budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
                 deadline = time.monotonic() + budget
