@@ -212,7 +212,8 @@ def is_loopback(address: str) -> bool:
 
 
 def warn_if_exposed(settings: Settings, authenticated: bool) -> None:
-    """Log a warning for each non-loopback listener that lacks TLS or caller authentication."""
+    """Log a warning for each non-loopback listener that lacks TLS or caller authentication, and for
+    an HTTP API that mTLS alone would leave refusing everyone."""
     tls = settings.tls_cert_file is not None
     for address in settings.listen_addresses():
         if is_loopback(address):
@@ -222,6 +223,15 @@ def warn_if_exposed(settings: Settings, authenticated: bool) -> None:
         if not tls:
             _LOG.warning("%s is reachable off this host without TLS: tokens and text go in clear", address)
     http_address = f"{settings.http_host or settings.host}:{settings.http_port}"
+    if (
+        settings.http_enabled
+        and settings.tls_client_ca_file is not None
+        and settings.auth_tokens_file is None
+    ):
+        _LOG.warning(
+            "the HTTP API cannot name callers by client certificate: with no auth_tokens_file every"
+            " HTTP call is refused UNAUTHENTICATED"
+        )
     if settings.http_enabled and not is_loopback(http_address) and not tls:
         _LOG.warning(
             "the HTTP API on %s is plaintext: set the TLS files or terminate TLS in front", http_address
