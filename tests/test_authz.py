@@ -319,3 +319,18 @@ async def test_auth_off_with_callers_applies_the_anonymous_entry() -> None:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.Rerank(request, timeout=10)
                 assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_callers_come_from_the_yaml_config(tmp_path: Path) -> None:
+    config = tmp_path / "rerankd.yaml"
+    config.write_text(
+        "callers:\n"
+        "  search-api:\n"
+        "    models: [default, 'co/rerank-*']\n"
+        "    max_documents: 1000\n"
+        "  '*':\n"
+        "    models: [default]\n"
+    )
+    policy = Policy.from_settings(Settings(config=config))
+    assert policy.permissions("search-api") == Permissions(("default", "co/rerank-*"), 1000)
+    assert policy.permissions("anyone") == Permissions(("default",))

@@ -172,6 +172,12 @@ def test_exposed_listeners_without_tls_or_auth_are_warned_about(
         )
         warn_if_exposed(secured, authenticated=True)
     assert caplog.records == []
+    with caplog.at_level(logging.WARNING, logger="rerankd.tls"):
+        mutual_only = Settings(
+            tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.client_ca
+        )
+        warn_if_exposed(mutual_only, authenticated=True)
+    assert any("cannot name callers by client certificate" in r.getMessage() for r in caplog.records)
 
 
 # -- TLS on the HTTP port, and rotation without a restart --------------------------------------------
