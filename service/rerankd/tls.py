@@ -20,12 +20,12 @@ stays in force, so a half-written rotation never breaks handshakes.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -40,6 +40,13 @@ class TlsConfigError(ValueError):
     """A TLS file is missing or unusable (the message names the setting and path, not the content)."""
 
 
+class _Changing(TlsConfigError):
+    """A file changed while the set was read (at start-up: retry the start)."""
+
+    def __init__(self) -> None:
+        super().__init__("the TLS files changed while they were read")
+
+
 def _read(path: Path, setting: str) -> bytes:
     try:
         data = path.read_bytes()
@@ -50,7 +57,7 @@ def _read(path: Path, setting: str) -> bytes:
     return data
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _CertificateSet:
     """One consistent read of the files: the PEM bytes, the HTTP context built from them."""
 
@@ -59,6 +66,7 @@ class _CertificateSet:
     client_ca: bytes | None
     signature: _Signature
     context: ssl.SSLContext
+    generation: int = 0  # 0 for the set read at start-up, +1 per set taken after it
 
     def grpc_configuration(self) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration(
@@ -76,7 +84,6 @@ class ServerCertificates:
             *(((client_ca_file, "tls_client_ca_file"),) if client_ca_file is not None else ()),
         )
         self.mutual = client_ca_file is not None
-        self.generation = 0  # +1 per set taken after the first
         self._lock = threading.Lock()  # gRPC asks from its own threads, HTTP from the event loop
         self._refused: _Signature | None = None
         self._grpc_generation = 0
@@ -123,9 +130,14 @@ class ServerCertificates:
                     f" ({type(exc).__name__})"
                 ) from None
             context.verify_mode = ssl.CERT_REQUIRED
-        if self._signature() != before:  # a file changed while it was read: take it next time
-            raise TlsConfigError("the TLS files changed while they were read")
+        if self._signature() != before:
+            raise _Changing
         return _CertificateSet(cert, key, client_ca, before, context)
+
+    @property
+    def generation(self) -> int:
+        """How many new sets have been taken since start-up."""
+        return self._current.generation
 
     def refresh(self) -> bool:
         """Take the files again if any changed since the set in use; True when a new set was taken."""
@@ -137,15 +149,16 @@ class ServerCertificates:
                 return False
             try:
                 loaded = self._load()
+            except _Changing:
+                return False  # a file changed while it was read: the next handshake reads it again
             except TlsConfigError as exc:
                 if signature != self._refused:
                     _LOG.error("keeping the previous TLS certificates: %s", exc)
                 self._refused = signature
                 return False
-            self._current = loaded
+            self._current = dataclasses.replace(loaded, generation=self._current.generation + 1)
             self._refused = None
-            self.generation += 1
-        _LOG.info("TLS certificates reloaded (set %d)", self.generation)
+        _LOG.info("TLS certificates reloaded (set %d)", self._current.generation)
         return True
 
     # -- gRPC -----------------------------------------------------------------------------------
@@ -162,10 +175,10 @@ class ServerCertificates:
         """gRPC's question before each handshake: a new configuration, or None to keep its own."""
         try:
             self.refresh()
-            current = self._current
-            if self.generation == self._grpc_generation:
+            current = self._current  # one read: its generation and its files go together
+            if current.generation == self._grpc_generation:
                 return None
-            self._grpc_generation = self.generation
+            self._grpc_generation = current.generation
             return current.grpc_configuration()
         except Exception:  # raised into grpc's core this would fail the handshake
             _LOG.exception("TLS certificate check failed; keeping the certificates in use")
