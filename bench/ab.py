@@ -60,8 +60,8 @@ async def _measure(address: str, pid: int, caps: Caps) -> dict[str, dict[str, fl
     return out
 
 
-async def run(args: argparse.Namespace) -> str:
-    trees = {"baseline": Path(args.baseline).resolve(), "this tree": ROOT}
+async def run(args: argparse.Namespace, baseline: Path) -> str:
+    trees = {"baseline": baseline, "this tree": ROOT}
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, side_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     if side_cpu is not None:
@@ -110,9 +110,13 @@ def _render(args: argparse.Namespace, trees: dict[str, Path], samples: Any, load
         lines.append(
             f"| Rerank {label} | {base['rps']:,.0f} / {base['p50_ms']:.2f} / {base['cpu_ms']:.2f}"
             f" | {new['rps']:,.0f} / {new['p50_ms']:.2f} / {new['cpu_ms']:.2f}"
-            f" | {100 * (new['rps'] / base['rps'] - 1):+.1f}% | {100 * (new['p50_ms'] / base['p50_ms'] - 1):+.1f}% |"
+            f" | {_change(new['rps'], base['rps'])} | {_change(new['p50_ms'], base['p50_ms'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _change(new: float, base: float) -> str:
+    return f"{100 * (new / base - 1):+.1f}%"
 
 
 def main() -> None:
@@ -124,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--out", default=str(RESULTS / "ab.md"))
     args = parser.parse_args()
-    text = asyncio.run(run(args))
+    text = asyncio.run(run(args, Path(args.baseline).resolve()))
     Path(args.out).write_text(text)
     print(text)
 

@@ -119,11 +119,13 @@ def _write(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticC
     key_path.chmod(0o600)
 
 
-def make_pki(directory: Path) -> Pki:
-    """Generate every certificate and key into `directory` (PEM files)."""
+def make_pki(directory: Path, generation: str = "") -> Pki:
+    """Generate every certificate and key into `directory` (PEM files). CAs made for another
+    `generation` (e.g. "2" for a rotation) have names of their own, as real successors do."""
     directory.mkdir(parents=True, exist_ok=True)
-    server_ca = _ca("rerankd test server CA")
-    client_ca = _ca("rerankd test client CA")
+    suffix = f" {generation}" if generation else ""
+    server_ca = _ca(f"rerankd test server CA{suffix}")
+    client_ca = _ca(f"rerankd test client CA{suffix}")
     rogue_ca = _ca("some other CA")
     _write(directory, "server-ca", *server_ca)
     _write(directory, "client-ca", *client_ca)

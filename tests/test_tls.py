@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
@@ -35,7 +39,7 @@ async def tls_app(pki: Pki, **settings: Any) -> AsyncIterator[App]:
     with CONTRACT.fake() as fake:
         async with running_app(
             local_enabled=False,
-            http_enabled=False,
+            http_enabled=settings.pop("http_enabled", False),
             providers={"co": CONTRACT.config(fake.url)},
             tls_cert_file=pki.server_cert,
             tls_key_file=pki.server_key,
@@ -170,3 +174,223 @@ def test_exposed_listeners_without_tls_or_auth_are_warned_about(
         )
         warn_if_exposed(secured, authenticated=True)
     assert caplog.records == []
+    with caplog.at_level(logging.WARNING, logger="rerankd.tls"):
+        mutual_only = Settings(
+            tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.client_ca
+        )
+        warn_if_exposed(mutual_only, authenticated=True)
+    assert any("cannot name callers by client certificate" in r.getMessage() for r in caplog.records)
+
+
+# -- TLS on the HTTP port, and rotation without a restart --------------------------------------------
+
+
+class SecretVolume:
+    """A folder laid out like a Kubernetes Secret volume: each file a link through `..data`, which
+    is swapped in one rename, so every file changes at once (as cert-manager's updates arrive)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.versions = 0
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def install(self, files: dict[str, bytes]) -> None:
+        self.versions += 1
+        version = self.root / f"..v{self.versions}"
+        version.mkdir()
+        for name, data in files.items():
+            (version / name).write_bytes(data)
+        staged = self.root / "..data_tmp"
+        staged.symlink_to(version.name)
+        os.replace(staged, self.root / "..data")
+        for name in files:
+            if not self.path(name).is_symlink():
+                self.path(name).symlink_to(f"..data/{name}")
+
+
+def serving_files(server: Pki, client_cas: tuple[Pki, ...]) -> dict[str, bytes]:
+    return {
+        "tls.crt": server.read("server_cert"),
+        "tls.key": server.read("server_key"),
+        "ca.crt": b"".join(p.read("client_ca") for p in client_cas),
+    }
+
+
+def fresh_channel(address: str, trusts: tuple[Pki, ...], client: Pki | None) -> grpc.aio.Channel:
+    """A channel with its own connection (no subchannel shared with other channels)."""
+    roots = b"".join(p.read("server_ca") for p in trusts)
+    creds = grpc.ssl_channel_credentials(
+        roots,
+        client.read("client_key") if client else None,
+        client.read("client_cert") if client else None,
+    )
+    return grpc.aio.secure_channel(address, creds, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+async def grpc_outcome(address: str, trusts: tuple[Pki, ...], client: Pki | None) -> str:
+    async with fresh_channel(address, trusts, client) as channel:
+        try:
+            await pb_grpc.RerankServiceStub(channel).Rerank(
+                rerank_request(), metadata=bearer(ALICE), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+    return "OK"
+
+
+async def https_outcome(address: str, trusts: tuple[Pki, ...], client: Pki | None) -> str:
+    """One call on a new HTTPS connection: its status code, or "refused" when the TLS handshake fails."""
+    context = ssl.create_default_context(cadata="".join(p.read("server_ca").decode() for p in trusts))
+    if client is not None:
+        context.load_cert_chain(client.client_cert, client.client_key)
+    body = {"model": f"co/{CONTRACT.model}", "query": "apple", "documents": ["an apple", "x"]}
+    async with httpx.AsyncClient(verify=context) as http:
+        try:
+            reply = await http.post(
+                f"https://{address}/v2/rerank",
+                json=body,
+                headers={"authorization": f"Bearer {ALICE}"},
+                timeout=5,
+            )
+        except httpx.TransportError:
+            return "refused"
+    return str(reply.status_code)
+
+
+async def test_http_port_serves_tls_from_the_same_files(pki: Pki, tmp_path: Path) -> None:
+    async with tls_app(pki, http_enabled=True, auth_tokens_file=write_tokens(tmp_path)) as app:
+        assert await https_outcome(app.http_address, (pki,), None) == "200"
+        async with httpx.AsyncClient() as plain:
+            with pytest.raises(httpx.TransportError):
+                await plain.get(f"http://{app.http_address}/openapi.json", timeout=5)
+    async with tls_app(
+        pki, http_enabled=True, auth_tokens_file=write_tokens(tmp_path), tls_client_ca_file=pki.client_ca
+    ) as app:
+        assert await https_outcome(app.http_address, (pki,), pki) == "200"
+        assert (
+            await https_outcome(app.http_address, (pki,), None) == "refused"
+        )  # mTLS: a certificate is required
+
+
+class Caller:
+    """Calls in the background, each on the same channel or on a new connection, until stopped;
+    records each outcome under the rotation phase it started in."""
+
+    def __init__(self, call: Callable[[], Awaitable[str]]) -> None:
+        self.call = call
+        self.phase = 0
+        self.outcomes: list[tuple[int, str]] = []
+        self._progress = asyncio.Event()
+        self._stop = False
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop:
+            phase = self.phase
+            self.outcomes.append((phase, await self.call()))
+            if phase == self.phase:
+                self._progress.set()
+
+    async def next_phase(self, phase: int) -> None:
+        """Enter `phase`; returns once a call that started in it has finished."""
+        self.phase = phase
+        self._progress.clear()
+        await self._progress.wait()
+
+    async def stop(self) -> list[tuple[int, str]]:
+        self._stop = True
+        await self.task
+        return self.outcomes
+
+
+async def test_rotated_certificates_and_client_cas_take_effect_without_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = make_pki(tmp_path / "old"), make_pki(tmp_path / "new", "2")
+    volume = SecretVolume(tmp_path / "secret")
+    volume.install(serving_files(old, (old,)))
+    with caplog.at_level(logging.INFO, logger="rerankd.tls"), CONTRACT.fake() as fake:
+        async with running_app(
+            local_enabled=False,
+            providers={"co": CONTRACT.config(fake.url)},
+            auth_tokens_file=write_tokens(tmp_path),
+            tls_cert_file=volume.path("tls.crt"),
+            tls_key_file=volume.path("tls.key"),
+            tls_client_ca_file=volume.path("ca.crt"),
+        ) as app:
+            grpc_at, http_at = app.addresses[0], app.http_address
+            both = (old, new)
+            assert await grpc_outcome(grpc_at, both, old) == "OK"
+            assert await https_outcome(http_at, both, old) == "200"
+            assert await grpc_outcome(grpc_at, (new,), new) == "UNAVAILABLE"  # not the new ones yet
+            assert await https_outcome(http_at, (new,), new) == "refused"
+            # Callers that keep calling through the rotation: one gRPC channel made before it,
+            # and HTTPS on a new connection per call with the old client certificate.
+            async with fresh_channel(grpc_at, both, old) as channel:
+                stub = pb_grpc.RerankServiceStub(channel)
+
+                async def on_channel() -> str:
+                    try:
+                        await stub.Rerank(rerank_request(), metadata=bearer(ALICE), timeout=5)
+                    except grpc.aio.AioRpcError as exc:
+                        return exc.code().name
+                    return "OK"
+
+                steady = Caller(on_channel)
+                https = Caller(lambda: https_outcome(http_at, both, old))
+                await asyncio.gather(steady.next_phase(0), https.next_phase(0))
+
+                # 1. a new server certificate (another CA), and both client CAs during the change
+                volume.install(serving_files(new, (old, new)))
+                await asyncio.gather(steady.next_phase(1), https.next_phase(1))
+                assert await grpc_outcome(grpc_at, (new,), new) == "OK"
+                assert await https_outcome(http_at, (new,), new) == "200"
+                assert await grpc_outcome(grpc_at, (old,), old) == "UNAVAILABLE"  # the old one is gone
+                assert await https_outcome(http_at, (old,), old) == "refused"
+                https_outcomes = await https.stop()
+
+                # 2. the old client CA dropped: its certificates are refused on new connections
+                volume.install(serving_files(new, (new,)))
+                await steady.next_phase(2)
+                assert await grpc_outcome(grpc_at, both, old) == "UNAVAILABLE"
+                assert await https_outcome(http_at, both, old) == "refused"
+                assert await grpc_outcome(grpc_at, both, new) == "OK"
+                assert await https_outcome(http_at, both, new) == "200"
+                steady_outcomes = await steady.stop()
+    assert {outcome for _, outcome in steady_outcomes} == {"OK"}  # no call failed through the rotation
+    assert {phase for phase, _ in steady_outcomes} == {0, 1, 2}
+    assert {outcome for _, outcome in https_outcomes} == {"200"}
+    assert {phase for phase, _ in https_outcomes} == {0, 1}
+    reloads = [r.getMessage() for r in caplog.records if "reloaded" in r.getMessage()]
+    assert len(reloads) == 2  # once per rotation, for both ports
+
+
+async def test_a_half_written_rotation_keeps_the_certificates_in_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = make_pki(tmp_path / "old"), make_pki(tmp_path / "new", "2")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(old.read("server_cert"))
+    key.write_bytes(old.read("server_key"))
+    with CONTRACT.fake() as fake, caplog.at_level(logging.INFO, logger="rerankd.tls"):
+        async with running_app(
+            local_enabled=False,
+            providers={"co": CONTRACT.config(fake.url)},
+            auth_tokens_file=write_tokens(tmp_path),
+            tls_cert_file=cert,
+            tls_key_file=key,
+        ) as app:
+            cert.write_bytes(new.read("server_cert"))  # the key has not followed yet
+            for _ in range(2):
+                assert await grpc_outcome(app.addresses[0], (old,), None) == "OK"
+                assert await https_outcome(app.http_address, (old,), None) == "200"
+            refusals = [
+                r for r in caplog.records if "keeping the previous TLS certificates" in r.getMessage()
+            ]
+            assert len(refusals) == 1 and "BEGIN" not in refusals[0].getMessage()  # logged once, no PEM
+            key.write_bytes(new.read("server_key"))
+            assert await grpc_outcome(app.addresses[0], (new,), None) == "OK"
+            assert await https_outcome(app.http_address, (new,), None) == "200"

@@ -17,7 +17,9 @@ names its caller by common name, else its first subject alternative name.
 
 The caller of the current call lives in the `CALLER` context variable: log lines and metrics read
 it. `Authenticator.authenticate` is the one check; the gRPC interceptor
-(`rerankd.api.grpc_guard`) and the HTTP front door (`http_authorizer`) both call it.
+(`rerankd.api.grpc_guard`) and the HTTP front door (`http_authorizer`) both call it. Each `Caller`
+carries its `Permissions` (rerankd.authz: models, document cap) from the settings' `callers`, looked
+up by name as it is authenticated, so a rotated token file's new callers get theirs at once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rerankd import errors, metrics
+from rerankd.authz import ALLOW_ALL, Permissions, Policy
 
 if TYPE_CHECKING:
     from rerankd.config import Settings
@@ -49,10 +52,12 @@ _TOKEN_HEADERS = ("api-key", "x-api-key")
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: a name from the token file or certificate, and how it was established."""
+    """Who is calling: a name from the token file or certificate, how it was established, and what
+    it may do (rerankd.authz)."""
 
     name: str
     method: str  # "token", "mtls" or "none" (auth off)
+    permissions: Permissions = ALLOW_ALL
 
     def __str__(self) -> str:
         return self.name
@@ -190,14 +195,24 @@ def certificate_caller(auth_context: Mapping[str, object]) -> str | None:
 class Authenticator:
     """Decides who is calling, or refuses with errors.Unauthenticated."""
 
-    def __init__(self, tokens: TokenStore | None = None, *, mtls: bool = False) -> None:
+    def __init__(
+        self, tokens: TokenStore | None = None, *, mtls: bool = False, policy: Policy | None = None
+    ) -> None:
         self.tokens = tokens
         self.mtls = mtls
+        self.policy = policy or Policy()
+        permissions = self.policy.permissions(ANONYMOUS.name)
+        self.anonymous = (
+            ANONYMOUS if permissions == ALLOW_ALL else Caller(ANONYMOUS.name, "none", permissions)
+        )
+        """The caller of every call while authentication is off (`anonymous`, with its permissions)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
         tokens = TokenStore(settings.auth_tokens_file) if settings.auth_tokens_file is not None else None
-        return cls(tokens, mtls=settings.tls_client_ca_file is not None)
+        return cls(
+            tokens, mtls=settings.tls_client_ca_file is not None, policy=Policy.from_settings(settings)
+        )
 
     @property
     def enabled(self) -> bool:
@@ -207,12 +222,12 @@ class Authenticator:
         """The caller of a call with lower-cased `headers` and, over mTLS, its certificate's name.
 
         A verified certificate wins; otherwise a valid bearer token is needed. With auth off every
-        caller is ANONYMOUS. Never echoes what was presented.
+        caller is `anonymous`. Never echoes what was presented.
         """
         if not self.enabled:
-            return ANONYMOUS
+            return self.anonymous
         if self.mtls and certificate_name:
-            return Caller(certificate_name, "mtls")
+            return Caller(certificate_name, "mtls", self.policy.permissions(certificate_name))
         token = presented_token(headers)
         if self.tokens is None:
             raise errors.Unauthenticated(
@@ -226,7 +241,7 @@ class Authenticator:
         name = self.tokens.lookup(token)
         if name is None:
             raise errors.Unauthenticated("the bearer token is not valid", reason="INVALID_TOKEN")
-        return Caller(name, "token")
+        return Caller(name, "token", self.policy.permissions(name))
 
 
 Authorizer = Callable[[Mapping[str, str]], Awaitable[None]]

@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from rerankd import errors
+from rerankd.auth import CALLER_NAME
 
 LOCAL_PROVIDER = "local"
 DEFAULT_ALIAS = "default"
@@ -149,6 +150,32 @@ class RouteConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class CallerConfig(BaseModel):
+    """What one caller may do (SECURITY.md, "Authorization"); a caller's name is its key in `callers`."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Glob patterns of the names this caller may put in RerankRequest.model: route aliases,"
+        " model names, provider/model ('*' = any, [] = none).",
+    )
+    max_documents: int | None = Field(
+        None, ge=1, description="Most documents in one of this caller's requests (default: max_documents)."
+    )
+    rate_limit_rps: float | None = Field(
+        None, ge=0, description="This caller's requests per second (0 = unlimited; default: rate_limit_rps)."
+    )
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("models")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or len(pattern) > 256 or not pattern.isprintable():
+                raise ValueError("a model pattern is 1-256 printable characters")
+        return value
+
+
 class Settings(BaseSettings):
     """Server settings. Every field is also an env var: RERANKD_<FIELD NAME IN CAPITALS>."""
 
@@ -238,6 +265,21 @@ class Settings(BaseSettings):
     rate_limit_callers: dict[str, float] = Field(
         default_factory=dict, description="Requests per second of named callers, overriding rate_limit_rps."
     )
+    callers: dict[str, CallerConfig] = Field(
+        default_factory=dict,
+        description="Per-caller authorization by caller name ('*' = every caller not listed); set = a caller"
+        " not listed (and no '*') may use nothing.",
+    )
+
+    @field_validator("callers")
+    @classmethod
+    def _caller_names(cls, value: dict[str, CallerConfig]) -> dict[str, CallerConfig]:
+        for name in value:
+            if name != "*" and not CALLER_NAME.match(name):
+                raise ValueError(
+                    f"callers: {name[:64]!r} is neither a caller name ({CALLER_NAME.pattern}) nor '*'"
+                )
+        return value
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:

@@ -4,6 +4,7 @@
     ├── InvalidArgument         the request is wrong (field violations name the fields)
     ├── NotFound                unknown model
     ├── Unauthenticated         the caller's credentials are missing or wrong
+    ├── PermissionDenied        the caller is known but may not do this (model, document cap)
     ├── ResourceExhausted       over a limit or rate (ours or the provider's); RetryInfo
     ├── Unavailable             provider 5xx, connection failure, breaker open, draining
     ├── DeadlineExceeded        the caller's budget or an attempt's timeout ran out
@@ -130,6 +131,14 @@ class Unauthenticated(RerankError):
     reason = "UNAUTHENTICATED"
 
 
+class PermissionDenied(RerankError):
+    """An authenticated caller asked for what its permissions do not cover (rerankd.authz)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    reason = "PERMISSION_DENIED"
+
+
 class ResourceExhausted(RerankError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     http_status = 429
@@ -217,6 +226,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ProviderMisconfigured",
     "RerankError",
     "ResourceExhausted",

@@ -95,6 +95,13 @@ AUTH_REFUSALS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+PERMISSION_DENIED = Counter(
+    "rerankd_permission_denied",
+    "Calls refused PERMISSION_DENIED by a caller's permissions (rerankd.authz), by caller name and reason"
+    " (MODEL_NOT_ALLOWED, TOO_MANY_DOCUMENTS).",
+    ["caller", "reason"],
+    registry=REGISTRY,
+)
 RATE_LIMITED = Counter(
     "rerankd_rate_limited",
     "Calls refused RESOURCE_EXHAUSTED by a caller's rate limit, by caller name.",

@@ -70,10 +70,24 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter | None:
-        """The limiter the settings ask for; None when no caller has a rate."""
-        if not settings.rate_limit_rps and not settings.rate_limit_callers:
+        """The limiter the settings ask for; None when no caller has a rate.
+
+        A caller's rate is its `callers` entry's `rate_limit_rps`, else its `rate_limit_callers`
+        entry, else `rate_limit_rps`; callers not listed anywhere take the `callers["*"]` rate
+        when that entry sets one.
+        """
+        default = settings.rate_limit_rps
+        rates = dict(settings.rate_limit_callers)
+        for name, entry in settings.callers.items():
+            if name == "*":
+                if entry.rate_limit_rps is not None:
+                    default = entry.rate_limit_rps
+            else:
+                own = entry.rate_limit_rps
+                rates[name] = own if own is not None else rates.get(name, settings.rate_limit_rps)
+        if not default and not any(rates.values()):
             return None
-        return cls(settings.rate_limit_rps, settings.rate_limit_burst, settings.rate_limit_callers)
+        return cls(default, settings.rate_limit_burst, rates)
 
     def rate_of(self, caller: str) -> float:
         return self.per_caller.get(caller, self.default_rps)

@@ -63,7 +63,9 @@ class App:
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
-        credentials = tls.server_credentials(self.settings)  # TLS on TCP listeners when configured
+        # TLS on TCP listeners (gRPC and HTTP) when configured, following the files as they change.
+        certificates = tls.ServerCertificates.from_settings(self.settings)
+        credentials = certificates.grpc_credentials() if certificates is not None else None
         for address in self.settings.listen_addresses():
             if credentials is not None and not address.startswith("unix"):
                 port = self.server.add_secure_port(address, credentials)
@@ -80,6 +82,7 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.http_server is not None:
             self.http_port = self.http_server.bind()  # bound now, served once providers are loaded
+            self.http_server.ssl_context = certificates.ssl_context() if certificates is not None else None
             self.http_address = self.http_server.address
         await self.server.start()
         for address in self.addresses:
@@ -94,7 +97,7 @@ class App:
             await provider.start()
         if self.http_server is not None:
             await self.http_server.start(self.settings.grace_period_s)
-            _LOG.info("HTTP API on http://%s", self.http_address)
+            _LOG.info("HTTP API on %s://%s", "https" if certificates else "http", self.http_address)
         for name in READY_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info("serving")

@@ -300,6 +300,7 @@ def _failures() -> list[errors.RerankError]:
         errors.invalid("documents[3]", "has no text to rank"),
         errors.NotFound("model 'x' is not served here", field_violations=[("model", "unknown model 'x'")]),
         errors.Unauthenticated("missing credentials"),
+        errors.PermissionDenied("caller 'a' may not use model 'x'", reason="MODEL_NOT_ALLOWED"),
         errors.ResourceExhausted("too many requests", retry_after=1.5, provider="cohere"),
         errors.Unavailable("cohere: 503 from upstream, key sk-abcdefghijklmnopqrstu", provider="cohere"),
         errors.DeadlineExceeded("deadline exceeded after 2 attempt(s)"),
@@ -309,23 +310,24 @@ def _failures() -> list[errors.RerankError]:
 
 
 EXPECTED_STATUS = {
-    "cohere-v1": [400, 404, 401, 429, 503, 504, 502, 500],
-    "cohere-v2": [400, 404, 401, 429, 503, 504, 502, 500],
-    "portkey": [400, 404, 401, 429, 503, 504, 502, 500],
-    "pinecone": [400, 404, 401, 429, 503, 504, 502, 500],
-    "tei": [422, 404, 401, 429, 503, 504, 502, 500],
+    "cohere-v1": [400, 404, 401, 403, 429, 503, 504, 502, 500],
+    "cohere-v2": [400, 404, 401, 403, 429, 503, 504, 502, 500],
+    "portkey": [400, 404, 401, 403, 429, 503, 504, 502, 500],
+    "pinecone": [400, 404, 401, 403, 429, 503, 504, 502, 500],
+    "tei": [422, 404, 401, 403, 429, 503, 504, 502, 500],
 }
 PINECONE_CODES = [
     "INVALID_ARGUMENT",
     "NOT_FOUND",
     "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
     "RESOURCE_EXHAUSTED",
     "UNAVAILABLE",
     "DEADLINE_EXCEEDED",
     "FAILED_PRECONDITION",
     "INTERNAL",
 ]
-TEI_TYPES = ["Validation", "Backend", "Backend", "Overloaded", "Unhealthy", "Backend", "Backend", "Backend"]
+TEI_TYPES = ["Validation", "Backend", "Backend", "Backend", "Overloaded", "Unhealthy"] + ["Backend"] * 3
 
 
 @pytest.mark.parametrize("dialect", http_api.DIALECTS, ids=lambda d: d.name)

@@ -25,7 +25,7 @@ from typing import NoReturn
 
 import grpc
 
-from rerankd import auth, errors, tracing
+from rerankd import auth, authz, errors, tracing
 from rerankd.api import convert, pipeline
 from rerankd.api.call import OK, Call
 from rerankd.config import Settings
@@ -222,7 +222,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        return convert.model_messages(self.router.entries())
+        return convert.model_messages(authz.visible(auth.current_caller(), self.router.entries()))
 
 
 async def _send(operation: object) -> None:

@@ -68,7 +68,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
     async def admit(self, context: grpc.aio.ServicerContext, method: str, *, charge: bool) -> Caller:
         """Authenticate the call (and take a rate token when `charge`), or abort it."""
         if not self.authenticator.enabled and (not charge or self.limiter is None):
-            return ANONYMOUS  # nothing to check: skip reading the metadata
+            return self.authenticator.anonymous  # nothing to check: skip reading the metadata
         metadata = {
             key.lower(): value
             for key, value in (context.invocation_metadata() or ())

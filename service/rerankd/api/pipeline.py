@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from rerankd import tracing
+from rerankd import auth, authz, tracing
 from rerankd.api.call import Call
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
@@ -87,6 +87,7 @@ class Pipeline:
         """
         call.model, call.documents = query.model, len(query.documents)
         with tracing.current(call.span):
+            authz.check(auth.current_caller(), query.model, len(query.documents))  # PERMISSION_DENIED
             validate(query, self.limits)
             budget = time_remaining if time_remaining is not None else self.settings.default_deadline_s
             ranked = await self.router.rerank(

@@ -1,5 +1,6 @@
 """Serving the HTTP front door: `HttpServer` runs the ASGI app with uvicorn on rerankd's own event
-loop, on its own port, leaving signal handling to rerankd.
+loop, on its own port, leaving signal handling to rerankd; with `ssl_context` set (rerankd.tls),
+over TLS.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from typing import Any
 
 import uvicorn
@@ -33,6 +35,7 @@ class HttpServer:
         self._socket: socket.socket | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self.ssl_context: ssl.SSLContext | None = None  # set before start() to serve TLS
 
     @property
     def address(self) -> str:
@@ -68,6 +71,8 @@ class HttpServer:
             server_header=False,
             timeout_graceful_shutdown=max(grace, 0.1),
         )
+        config.load()
+        config.ssl = self.ssl_context  # uvicorn passes it to loop.create_server as it is
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="rerankd-http")  # type: ignore[list-item]
         while not self._server.started:
