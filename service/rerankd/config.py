@@ -211,6 +211,21 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Budget for a call whose caller set no gRPC deadline."
     )
     max_concurrent_rpcs: int = Field(1024, ge=1, description="Calls in flight before RESOURCE_EXHAUSTED.")
+    stream_write_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A stream message the caller has not taken in this long (it stopped reading) ends"
+        " the stream with RESOURCE_EXHAUSTED, freeing what the call held.",
+    )
+    batch_idle_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="A RerankBatch stream with no request and no answer in flight for this long is ended"
+        " with UNAVAILABLE (open a new one).",
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, description="Time an HTTP caller gets to upload its request body; then 408."
+    )
     max_concurrent_requests: int = Field(
         512, ge=1, description="Rerank requests served at once (all front doors); then a bounded wait."
     )

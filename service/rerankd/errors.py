@@ -160,6 +160,14 @@ class DeadlineExceeded(RerankError):
     reason = "DEADLINE_EXCEEDED"
 
 
+class SlowUpload(DeadlineExceeded):
+    """The HTTP caller did not finish sending its body in time (HTTP 408)."""
+
+    http_status = 408
+    retryable = False
+    reason = "REQUEST_TIMEOUT"
+
+
 class ProviderMisconfigured(RerankError):
     """The provider refused our credentials or configuration: an operator must act."""
 

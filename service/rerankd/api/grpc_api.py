@@ -109,18 +109,18 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                 ranked = await self._serve(call, inner, metadata, context.time_remaining())
                 await ids.sent()
                 header = _stream_header(call, ranked.model, ranked.provider, len(ranked.results))
-                await _send(context.write(header))
+                await self._write(context, header)
             results = convert.result_messages(ranked.results, inner, inner.return_documents)
             for first_rank, chunk in _pack(results, request.results_per_message):
                 message = pb.RerankStreamResults(results=chunk, first_rank=first_rank)
-                await _send(context.write(pb.RerankStreamResponse(results=message)))
+                await self._write(context, pb.RerankStreamResponse(results=message))
             summary = pb.RerankStreamSummary(
                 usage=convert.usage_message(ranked.usage),
                 attempts=convert.attempt_messages(ranked.attempts),
                 model=ranked.model,
                 provider=ranked.provider,
             )
-            await _send(context.write(pb.RerankStreamResponse(summary=summary)))
+            await self._write(context, pb.RerankStreamResponse(summary=summary))
         except BaseException as exc:
             await _end(call, context, exc, ids)
         context.set_trailing_metadata(_trailing(call, ranked))
@@ -140,8 +140,8 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
             self._serve(call, request, metadata, context.time_remaining(), on_partial=queue.put_nowait)
         )
         try:
-            await _send(
-                context.write(_stream_header(call, request.model or "default", "", _expected(request)))
+            await self._write(
+                context, _stream_header(call, request.model or "default", "", _expected(request))
             )
             while not work.done():
                 getter = asyncio.ensure_future(queue.get())
@@ -149,9 +149,9 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                 if not getter.done():
                     getter.cancel()
                     break
-                await _send(context.write(_partial(getter.result())))
+                await self._write(context, _partial(getter.result()))
             while not queue.empty():
-                await _send(context.write(_partial(queue.get_nowait())))
+                await self._write(context, _partial(queue.get_nowait()))
             return await work
         finally:
             _discard(work)
@@ -166,6 +166,7 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         started = asyncio.get_running_loop().time()
         out: asyncio.Queue[tuple[pb.RerankBatchResponse, Call, str] | None] = asyncio.Queue()
         gate = asyncio.Semaphore(_BATCH_PARALLELISM)
+        unanswered = 0  # requests read whose answers are not written yet
 
         async def one(request: pb.RerankRequest) -> None:
             call = self._open(RERANK_BATCH, request, metadata)
@@ -194,30 +195,66 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                 gate.release()
 
         async def read() -> None:
+            nonlocal unanswered
             async with asyncio.TaskGroup() as group:
                 async for item in request_iterator:
                     await gate.acquire()
+                    unanswered += 1
                     group.create_task(one(item.request))
             out.put_nowait(None)
 
+        idle = self.settings.batch_idle_timeout_s
         reader = asyncio.create_task(read())
         try:
-            while (item := await out.get()) is not None:
+            while True:
+                try:
+                    item = await asyncio.wait_for(out.get(), idle)
+                except TimeoutError:
+                    if unanswered:
+                        continue  # still working for the caller: not idle
+                    raise errors.Unavailable(
+                        f"no request for {idle:g} s: the stream was closed (batch_idle_timeout_s);"
+                        " open a new one",
+                        reason="IDLE_STREAM",
+                    ) from None
+                if item is None:
+                    break
                 message, call, status = item
                 try:
-                    await _send(context.write(message))
+                    await self._write(context, message)
+                except errors.RerankError as exc:
+                    call.finish(exc.code.name)
+                    raise
                 except BaseException:
                     call.finish(_gone_status(context))
                     raise
+                unanswered -= 1
                 call.finish(status)
             await reader
         except _Gone:
             raise asyncio.CancelledError from None  # the caller has gone: nothing left to tell it
+        except errors.RerankError as exc:
+            await _report(context, exc, ())
         finally:
             reader.cancel()
             while not out.empty():  # answers that never went out: their calls end with the stream
                 if (item := out.get_nowait()) is not None:
                     item[1].finish(_gone_status(context))
+
+    async def _write(self, context: grpc.aio.ServicerContext, message: object) -> None:
+        """Write one stream message. A caller that takes nothing for stream_write_timeout_s (it
+        stopped reading, so HTTP/2 flow control holds the message back) ends the stream with
+        RESOURCE_EXHAUSTED: what the call holds (request, results) is freed, not kept for it."""
+        timeout = self.settings.stream_write_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await _send(context.write(message))
+        except TimeoutError:
+            raise errors.ResourceExhausted(
+                f"the caller read nothing for {timeout:g} s: the stream was ended (stream_write_timeout_s)",
+                reason="SLOW_READER",
+                retryable=False,
+            ) from None
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -288,12 +325,22 @@ async def _end(
         raise exc
     if error is None or context.done() or not await ids.settled():
         ids.drop()
-    else:
-        reported = errors.to_status(error, call.request_id)
+        raise asyncio.CancelledError  # the call is over: gRPC ends a cancelled handler quietly
+    await _report(context, error, _trailing(call), call.request_id)
+
+
+async def _report(
+    context: grpc.aio.ServicerContext,
+    error: errors.RerankError,
+    trailing: tuple[tuple[str, str], ...],
+    request_id: str = "",
+) -> NoReturn:
+    """End the call with `error`'s status (details and `trailing` in the trailers) if the caller is
+    still there. Raises AbortError, or CancelledError when the call was over already."""
+    if not context.done():
+        reported = errors.to_status(error, request_id)
         try:
-            await context.abort(
-                reported.code, reported.details, (*reported.trailing_metadata, *_trailing(call))
-            )
+            await context.abort(reported.code, reported.details, (*reported.trailing_metadata, *trailing))
         except grpc.aio.AbortError:
             raise
         except Exception:

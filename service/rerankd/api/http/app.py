@@ -154,11 +154,19 @@ class RerankHttpApi:
             raise errors.invalid("body", f"is larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise errors.invalid("body", f"is larger than {limit} bytes")
-            chunks.append(chunk)
+        timeout = self.settings.http_body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):  # a caller that uploads slowly or stops mid-body
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise errors.invalid("body", f"is larger than {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise errors.SlowUpload(
+                f"body: not received within {timeout:g} s (http_body_timeout_s); {size} bytes came",
+                field_violations=[("body", f"not received within {timeout:g} s")],
+            ) from None
         return b"".join(chunks)
 
 
