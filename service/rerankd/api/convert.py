@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -60,14 +60,14 @@ def trace_message(trace: TraceContext) -> pb.TraceContext:
 
 def result_messages(
     scores: Sequence[Scored], request: pb.RerankRequest, return_documents: bool
-) -> list[pb.RerankResult]:
-    results = []
+) -> Iterator[pb.RerankResult]:
+    """One RerankResult per score, made as they are taken (a stream packs and sends them a slice
+    at a time, so a large answer with its documents is never held whole)."""
     for item in scores:
         result = pb.RerankResult(index=item.index, relevance_score=item.score)
         if return_documents:
             result.document.CopyFrom(request.documents[item.index])
-        results.append(result)
-    return results
+        yield result
 
 
 def usage_message(usage: Usage) -> pb.Usage:

@@ -419,7 +419,9 @@ def _metadata(pairs: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]
     return {key.lower(): value for key, value in (pairs or ()) if isinstance(value, str)}
 
 
-def _pack(results: list[pb.RerankResult], per_message: int) -> Iterable[tuple[int, list[pb.RerankResult]]]:
+def _pack(
+    results: Iterable[pb.RerankResult], per_message: int
+) -> Iterable[tuple[int, list[pb.RerankResult]]]:
     """Slices of `results` holding at most `per_message` results and about 256 KiB each."""
     chunk: list[pb.RerankResult] = []
     size = 0
