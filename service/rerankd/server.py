@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from rerankd import metrics, tls, tracing
 from rerankd.api.grpc_api import RerankServicer
 from rerankd.api.grpc_guard import GuardInterceptor
+from rerankd.api.http.headers import HeaderLimits
 from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
@@ -157,7 +158,12 @@ def build(settings: Settings) -> App:
     if settings.http_enabled:
         authorize = http_authorizer(authenticator, limiter)
         http_app = create_app(Pipeline(router, settings), settings, authorize=authorize)
-        http_server = HttpServer(http_app, settings.http_host or settings.host, settings.http_port)
+        http_server = HttpServer(
+            http_app,
+            settings.http_host or settings.host,
+            settings.http_port,
+            header_limits=HeaderLimits.from_settings(settings),
+        )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

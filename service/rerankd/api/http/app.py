@@ -24,6 +24,7 @@ from starlette.routing import Route
 from rerankd import errors, tracing
 from rerankd.api.http.base import Dialect
 from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
+from rerankd.api.http.headers import lower_headers
 from rerankd.api.http.openapi import openapi_document
 from rerankd.api.pipeline import CallIds, Pipeline, identify
 from rerankd.config import Settings
@@ -105,7 +106,7 @@ class RerankHttpApi:
     async def handle(self, request: Request, dialect: Dialect[Any], *, portkey: bool = False) -> Response:
         """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape."""
         started = time.perf_counter()
-        headers = dict(request.headers)  # Starlette lower-cases header names
+        headers = lower_headers(request.scope)  # one pass: dict(request.headers) is quadratic
         ids = identify("", TraceContext(), headers)
         out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
         method = f"http {dialect.name}"
