@@ -149,6 +149,11 @@ class Router:
         for provider in self.providers.values():
             for model in provider.models():
                 self._direct.setdefault(model, [Target(provider, model)])
+        # The configured names and targets are the only metric label values (metrics.py).
+        metrics.know_models([*self.routes, *self._direct])
+        metrics.know_targets(
+            t.label for named in (self.routes, self._direct) for ts in named.values() for t in ts
+        )
 
     @classmethod
     def from_config(
@@ -501,7 +506,8 @@ class Router:
                 span.set_attribute("rerankd.outcome", outcome)
                 if outcome != "OK":
                     span.set_status(Status(StatusCode.ERROR, outcome))
-                metrics.child(metrics.ATTEMPTS, name, target.model, outcome).inc()
+                model = metrics.attempt_model_label(target.label, target.model)  # ad-hoc: "other"
+                metrics.child(metrics.ATTEMPTS, name, model, outcome).inc()
                 metrics.child(metrics.ATTEMPT_SECONDS, name).observe(time.perf_counter() - started)
         metrics.child(metrics.DOCUMENTS, name).inc(len(call.documents))
         return result
