@@ -55,6 +55,7 @@ from rerankd.resilience.events import EventCounter
 from rerankd.resilience.limits import ConcurrencyLimit
 from rerankd.resilience.retry import (
     MIN_ATTEMPT_S,
+    BadResponse,
     Disposition,
     breaker_verdict,
     classify,
@@ -491,6 +492,7 @@ class Router:
             try:
                 async with asyncio.timeout(timeout):
                     result = await target.provider.rerank(replace(call, timeout=timeout, headers=headers))
+                _check_answer(name, call, result.scores)
             except TimeoutError:
                 outcome = "DEADLINE_EXCEEDED"
                 raise errors.DeadlineExceeded(
@@ -543,6 +545,29 @@ def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> 
         return ""
     kept = dict(metadata) if "*" in allowed else {k: v for k, v in metadata.items() if k in allowed}
     return json.dumps(kept, separators=(",", ":")) if kept else ""  # ASCII: a header value
+
+
+def _check_answer(provider: str, call: ProviderCall, scores: list[Scored]) -> None:
+    """Refuse an answer that is not one finite score per document asked for (BadResponse, so
+    retried and failed over): an index twice or outside the documents sent, or fewer results than
+    every document (top_n unset, as for each chunk) or min(top_n, documents). More than top_n is
+    fine (the local model scores every document; the router cuts to top_n after the merge)."""
+    count = len(call.documents)
+    indices = set(map(_BY_INDEX, scores))
+    if len(indices) != len(scores):
+        raise BadResponse(f"{provider}: answer scores a document twice", provider=provider)
+    if indices and (min(indices) < 0 or max(indices) >= count):
+        raise BadResponse(
+            f"{provider}: answer has a result outside the {count} documents sent", provider=provider
+        )
+    wanted = count if call.top_n is None else min(call.top_n, count)
+    if len(indices) < wanted:
+        raise BadResponse(
+            f"{provider}: answer has {len(indices)} results for {count} documents ({wanted} expected)",
+            provider=provider,
+        )
+    if not all(map(math.isfinite, map(_BY_SCORE, scores))):
+        raise BadResponse(f"{provider}: answer has a score that is not a finite number", provider=provider)
 
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:
