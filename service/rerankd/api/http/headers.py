@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rerankd.config import Settings
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")  # what h11 takes as the blank line that ends a request head
+_LINGER_BYTES, _LINGER_S = 1024 * 1024, 1.0  # what a refused connection may still send, and for how long
 _REQUEST_ID = re.compile(rb"^x-request-id[ \t]*:[ \t]*([^\r\n]{1,256})", re.IGNORECASE | re.MULTILINE)
 
 
@@ -71,13 +72,29 @@ class HeaderLimits:
 
 
 class _LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, refusing a request head over `limits` before h11 parses it."""
+    """uvicorn's h11 protocol, refusing a request head over `limits` before h11 parses it.
+
+    After the 431 the connection closes lingering (as nginx does): our side is shut for writing
+    and what the client still sends is read and dropped, up to _LINGER_BYTES or _LINGER_S, so that
+    closing with unread bytes does not reset the connection before the client has read the answer.
+    """
 
     limits: ClassVar[HeaderLimits] = HeaderLimits()
+    _discard: int | None = None  # bytes still to drop after a refusal; None: serving as usual
+
+    def data_received(self, data: bytes) -> None:
+        if self._discard is None:
+            super().data_received(data)
+            return
+        self._discard -= len(data)
+        if self._discard <= 0:
+            self.transport.close()
 
     def handle_events(self) -> None:
         # Called with new bytes buffered (data_received) and when a kept-alive connection moves to
         # its next request; h11 waits for a request head only in state IDLE.
+        if self._discard is not None:
+            return
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             pending = self.conn.trailing_data[0]
             if pending:
@@ -100,7 +117,12 @@ class _LimitedH11Protocol(H11Protocol):
             "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode("latin-1") + body)
-        self.transport.close()
+        if not self.transport.can_write_eof():  # TLS: no half-close, close at once
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._discard = _LINGER_BYTES
+        self.loop.call_later(_LINGER_S, self.transport.close)
 
 
 def limited_protocol(limits: HeaderLimits) -> type[H11Protocol]:
