@@ -548,10 +548,11 @@ def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> 
 
 
 def _check_answer(provider: str, call: ProviderCall, scores: list[Scored]) -> None:
-    """Refuse an answer that is not one finite score per document asked for (BadResponse, so
-    retried and failed over): an index twice or outside the documents sent, or fewer results than
-    every document (top_n unset, as for each chunk) or min(top_n, documents). More than top_n is
-    fine (the local model scores every document; the router cuts to top_n after the merge)."""
+    """Refuse an answer that is not one score per document asked for (BadResponse, so retried
+    and failed over): an index twice or outside the documents sent, or fewer results than every
+    document (top_n unset, as for each chunk) or min(top_n, documents). More than top_n is fine
+    (the local model scores every document; the router cuts to top_n after the merge). Three
+    C-level passes over the indices (about 10 us for 1,000); scores are checked by the parsers."""
     count = len(call.documents)
     indices = set(map(_BY_INDEX, scores))
     if len(indices) != len(scores):
@@ -566,8 +567,6 @@ def _check_answer(provider: str, call: ProviderCall, scores: list[Scored]) -> No
             f"{provider}: answer has {len(indices)} results for {count} documents ({wanted} expected)",
             provider=provider,
         )
-    if not all(map(math.isfinite, map(_BY_SCORE, scores))):
-        raise BadResponse(f"{provider}: answer has a score that is not a finite number", provider=provider)
 
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:
