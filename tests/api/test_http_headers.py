@@ -64,6 +64,17 @@ async def test_the_field_cap_comes_from_the_settings() -> None:
         assert status == 431 and "at most 40 allowed" in json.loads(payload)["message"]
         status, _, _ = await _exchange(app.http_port, [(f"x-h{i}", "v") for i in range(30)])
         assert status == 404
+        # A few bytes at a time (the head is scanned as it arrives, a blank line may straddle two
+        # arrivals): the same answers.
+        for segment in (1, 3):
+            status, _, _ = await _exchange(
+                app.http_port, [(f"x-h{i}", "v") for i in range(41)], segment=segment
+            )
+            assert status == 431
+            status, _, _ = await _exchange(
+                app.http_port, [(f"x-h{i}", "v") for i in range(30)], segment=segment
+            )
+            assert status == 404
 
 
 def test_lower_headers_reads_each_field_once_and_keeps_the_first_value() -> None:

@@ -54,18 +54,10 @@ class HeaderLimits:
     def from_settings(cls, settings: Settings) -> HeaderLimits:
         return cls(settings.http_max_header_count, settings.http_max_header_bytes)
 
-    def refusal(self, block: bytes) -> str | None:
-        """Why the (possibly incomplete) head of a request, `block`, is refused; None if it is not.
-
-        `block` runs from the request line to the blank line that ends the head (or to what has
-        arrived of it); its line count less the request line is the number of fields.
-        """
-        block = block.lstrip(b"\r\n")  # h11 skips blank lines before a request line
-        end = _END_OF_HEAD.search(block)
-        head = block if end is None else block[: end.start() + 1]
-        if len(head) > self.max_bytes:
-            return f"request headers: {len(head)} bytes or more; at most {self.max_bytes} allowed"
-        fields = head.count(b"\n") - 1
+    def refusal(self, head_bytes: int, fields: int) -> str | None:
+        """Why a request head of `head_bytes` (so far) with `fields` header fields is refused, or None."""
+        if head_bytes > self.max_bytes:
+            return f"request headers: {head_bytes} bytes or more; at most {self.max_bytes} allowed"
         if fields > self.max_count:
             return f"request headers: {fields} fields or more; at most {self.max_count} allowed"
         return None
@@ -81,6 +73,9 @@ class _LimitedH11Protocol(H11Protocol):
 
     limits: ClassVar[HeaderLimits] = HeaderLimits()
     _discard: int | None = None  # bytes still to drop after a refusal; None: serving as usual
+    # The head being received, scanned incrementally (each byte once, however it is split up):
+    _scanned = 0  # bytes of it already scanned for the blank line that ends it
+    _lines = 0  # line ends in those bytes (the request line's included)
 
     def data_received(self, data: bytes) -> None:
         if self._discard is None:
@@ -92,17 +87,29 @@ class _LimitedH11Protocol(H11Protocol):
 
     def handle_events(self) -> None:
         # Called with new bytes buffered (data_received) and when a kept-alive connection moves to
-        # its next request; h11 waits for a request head only in state IDLE.
+        # its next request; h11 waits for a request head only in state IDLE, and parses it whole
+        # once its blank line is buffered: the caps are checked on every arrival before that.
         if self._discard is not None:
             return
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             pending = self.conn.trailing_data[0]
-            if pending:
-                why = self.limits.refusal(pending)
-                if why is not None:
-                    self._refuse(why, pending)
-                    return
+            if len(pending) < self._scanned:  # a new head (the buffer only grows while one arrives)
+                self._scanned = self._lines = 0
+            why = self._scan(pending)
+            if why is not None:
+                self._refuse(why, pending)
+                return
         super().handle_events()
+        if self.conn.their_state is not h11.IDLE:
+            self._scanned = self._lines = 0
+
+    def _scan(self, pending: bytes) -> str | None:
+        """Scan what arrived of the head since the last call; why it is refused, or None."""
+        end = _END_OF_HEAD.search(pending, max(self._scanned - 2, 0))  # may straddle the last arrival
+        stop = len(pending) if end is None else end.start() + 1
+        self._lines += pending.count(b"\n", self._scanned, stop)
+        self._scanned = max(stop, self._scanned)
+        return self.limits.refusal(stop, self._lines - 1)
 
     def _refuse(self, why: str, block: bytes) -> None:
         found = _REQUEST_ID.search(block, 0, self.limits.max_bytes + 1024)
