@@ -105,8 +105,9 @@ class _LimitedH11Protocol(H11Protocol):
 
     def _scan(self, pending: bytes) -> str | None:
         """Scan what arrived of the head since the last call; why it is refused, or None."""
-        end = _END_OF_HEAD.search(pending, max(self._scanned - 2, 0))  # may straddle the last arrival
-        stop = len(pending) if end is None else end.start() + 1
+        # From just before the last arrival (a blank line may straddle it) to just past the cap.
+        end = _END_OF_HEAD.search(pending, max(self._scanned - 2, 0), self.limits.max_bytes + 2)
+        stop = min(len(pending), self.limits.max_bytes + 2) if end is None else end.start() + 1
         self._lines += pending.count(b"\n", self._scanned, stop)
         self._scanned = max(stop, self._scanned)
         return self.limits.refusal(stop, self._lines - 1)
