@@ -411,8 +411,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> Results:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--floods", type=int, default=200, help="timed floods, one connection each")
-    parser.add_argument("--rounds", type=int, default=10, help="rounds of each mode, side by side")
-    parser.add_argument("--round-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=20, help="rounds of each mode, side by side")
+    parser.add_argument("--round-seconds", type=float, default=1.0)
     parser.add_argument("--names", type=int, default=5000, help="invented model names")
     parser.add_argument("--out", type=Path, default=RESULTS / "hostile.md")
     args = parser.parse_args(argv)
