@@ -17,7 +17,7 @@ help:
 	@echo "make test   set up and run the whole test suite"
 	@echo "make proto  regenerate service/rerankd/v1 from protos/"
 	@echo "make lint   ruff (and buf lint)"
-	@echo "make bench  benchmarks (bench-local, bench-gateway); results in bench/results/"
+	@echo "make bench  benchmarks (bench-local, bench-gateway, bench-hostile); results in bench/results/"
 	@echo "make soak   10-minute gateway soak with injected faults (not part of make test)"
 	@echo "make fuzz   the long hypothesis fuzz run (make test runs a short one)"
 	@echo "make clients  build the Node and Go example clients; make lint-proto: buf lint + breaking"

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
+import httpx
+import pytest
 from google.rpc import error_details_pb2, status_pb2
 from rerankd import errors
+from rerankd.v1 import rerank_pb2 as pb
+
+from tests.conftest import running_app, stub_for
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
@@ -56,3 +63,36 @@ def test_scrub_short_agrees_with_scrub_and_forgets_when_a_secret_is_registered()
     assert errors.scrub_short(f"model {secret}") == f"model {secret}"  # remembered as clean...
     errors.register_secret(secret)
     assert errors.scrub_short(f"model {secret}") == "model [REDACTED]"  # ...until it became a secret
+
+
+async def test_rerankd_own_refusal_reaches_the_caller_unscrubbed(tmp_path: Path) -> None:
+    """Issue 17, finding 6: "... in the authorization metadata" lost its last word to the scrubber."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice: 0123456789abcdef0123456789abcdef\n")
+    request = pb.RerankRequest(query="q", documents=[pb.Document(text="a")])
+    async with running_app(local_enabled=False, auth_tokens_file=tokens) as app, stub_for(app) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Rerank(request, timeout=10)
+        async with httpx.AsyncClient(base_url=f"http://{app.http_address}", timeout=10) as http:
+            reply = await http.post("/v2/rerank", json={"model": "m", "query": "q", "documents": ["a"]})
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "[REDACTED]" not in (caught.value.details() or "") and "authorization" in (
+        caught.value.details() or ""
+    )
+    assert reply.status_code == 401 and "[REDACTED]" not in reply.text
+
+
+def test_prose_about_credentials_keeps_its_words_and_credentials_after_spaces_still_go() -> None:
+    for prose in (
+        "credentials required: a bearer token in the authorization metadata",
+        "a bearer token in the authorization header",
+        "the bearer token is not valid",
+        "api_key or token required",
+    ):
+        assert errors.scrub(prose) == prose
+    for leaked in (
+        "password hunter22",
+        "token 3f9c1e0b7a2d4c58b6e1f0a9d8c7b6a5",
+        "api-key abcdefghijklmnopqrstuvwx",
+    ):
+        assert "[REDACTED]" in errors.scrub(leaked) and leaked.split()[-1] not in errors.scrub(leaked)

@@ -77,6 +77,34 @@ async def test_fallback_to_second_target_when_first_fails(fault: Any, outcome: s
     assert app.router.events.count("retry", target="first/m1") == first_tries - 1
 
 
+@pytest.mark.parametrize(
+    ("top_n", "indices"),
+    [(0, [0, 1, 2]), (3, [0, 1]), (0, [0, 1, 2, 2]), (0, [0, 1, 2, 3, 4])],
+    ids=["one-missing", "short-of-top_n", "one-twice", "one-extra"],
+)
+async def test_an_answer_that_misses_or_adds_documents_is_a_bad_response_and_fails_over(
+    top_n: int, indices: list[int]
+) -> None:
+    short = Status(200, {"results": [{"index": i, "relevance_score": 0.5} for i in indices]})
+    with fakes({}, {}) as (first, second):
+        settings = two_targets(first, second)
+        settings["routes"]["only"] = {"targets": [{"provider": "first", "model": "m1"}], "retry": FAST_RETRY}
+        first.inject(short, short, short, short)  # two attempts on route r, then two on route only
+        async with gateway(**settings) as (_, stub):
+            reply = await stub.Rerank(request("r", QUERY, TEXTS, top_n=top_n), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Rerank(request("only", QUERY, TEXTS, top_n=top_n), timeout=5)
+    assert reply.provider == "second"
+    assert [r.index for r in reply.results] == expected_ranking(QUERY, TEXTS, top_n or None)
+    assert [(a.provider, a.outcome) for a in reply.attempts] == [
+        ("first", "UNAVAILABLE"),
+        ("first", "UNAVAILABLE"),
+        ("second", "OK"),
+    ]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason_of(caught.value) == "PROVIDER_BAD_RESPONSE"
+
+
 async def test_non_retryable_400_is_returned_at_once_without_retry_or_fallback() -> None:
     with fakes({}, {}) as (first, second):
         first.inject(Status(400, {"message": "documents[2] is not acceptable"}))

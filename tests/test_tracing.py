@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import grpc
+import httpx
+import pytest
 from rerankd import tracing
 from rerankd.domain import TraceContext
+from rerankd.v1 import rerank_pb2 as pb
+
+from tests.conftest import running_app, stub_for
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -69,3 +75,50 @@ def test_without_an_exporter_spans_are_ids_only_and_still_propagate() -> None:
                 ]
         finally:
             tracing.setup()
+
+
+# -- x-metadata nested past the recursion limit (issue 17, finding 2) ----------------------------
+
+DEEP = "[" * 1000 + "]" * 1000  # 2 KB; json.loads alone would raise RecursionError
+DEEP_IN_OBJECT = '{"a":' + "[" * 1000 + "]" * 1000 + "}"
+
+
+async def test_deeply_nested_metadata_headers_are_invalid_argument_on_every_call_and_front_door() -> None:
+    request = pb.RerankRequest(model="nope", query="q", documents=[pb.Document(text="a")])
+    async with running_app(local_enabled=False) as app, stub_for(app) as stub:
+        for value in (DEEP, DEEP_IN_OBJECT):
+            metadata = (("x-metadata", value),)
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await stub.Rerank(request, metadata=metadata, timeout=10)
+            assert unary.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "x-metadata" in (unary.value.details() or "")
+            with pytest.raises(grpc.aio.AioRpcError) as streamed:
+                _ = [
+                    m
+                    async for m in stub.RerankStream(
+                        pb.RerankStreamRequest(request=request), metadata=metadata
+                    )
+                ]
+            assert streamed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            batch = stub.RerankBatch(metadata=metadata, timeout=10)
+            await batch.write(pb.RerankBatchRequest(request=request))
+            await batch.done_writing()
+            answers = [m async for m in batch]
+            assert [a.error.code for a in answers] == [grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+        async with httpx.AsyncClient(base_url=f"http://{app.http_address}", timeout=10) as http:
+            body = {"model": "nope", "query": "q", "documents": ["a"]}
+            for path, header in (("/v2/rerank", "x-metadata"), ("/portkey/v1/rerank", "x-portkey-metadata")):
+                reply = await http.post(path, json=body, headers={header: DEEP_IN_OBJECT})
+                assert reply.status_code == 400 and header in reply.text
+
+
+def test_metadata_depth_is_counted_outside_strings_and_within_the_bound() -> None:
+    inside = '{"a": "[[[[[[[[[[[[[[[[[[[[\\"[[[[", "b": [[1]]}'
+    assert tracing.json_depth_within(inside, 3) and not tracing.json_depth_within(inside, 2)
+    nested = (
+        '{"a":'
+        + "[" * (tracing.MAX_METADATA_JSON_DEPTH - 1)
+        + "]" * (tracing.MAX_METADATA_JSON_DEPTH - 1)
+        + "}"
+    )
+    assert tracing.header_metadata({"x-metadata": nested})["a"].startswith("[[")

@@ -275,6 +275,14 @@ class Settings(BaseSettings):
     max_parameters_bytes: int = Field(
         64 * 1024, ge=2, description="Most bytes of parameters as compact JSON."
     )
+    http_max_header_count: int = Field(
+        100, ge=8, description="Most header fields of one HTTP request; more: 431, before anything else."
+    )
+    http_max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Most bytes of one HTTP request's request line and header fields; more: 431.",
+    )
     rate_limit_rps: float = Field(0.0, ge=0, description="Requests per second per caller; 0 = no limit.")
     rate_limit_burst: int = Field(0, ge=0, description="Requests a caller may send at once; 0 = max(1, rps).")
     rate_limit_callers: dict[str, float] = Field(

@@ -30,7 +30,13 @@ ERROR_DOMAIN = "rerankd"
 
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)((?:api[-_]?key|token|secret|password|authorization)[\"'\s:=]+)[^\s\"',;]{6,}"),
+    # A keyword, then a value: after ":", "=" or a quote, any value; after spaces alone only one
+    # shaped like a credential (a digit in it, or 20+ characters), so that prose such as "a token
+    # in the authorization header" keeps its words. Registered secrets are removed whatever they look like.
+    re.compile(
+        r"(?i)((?:api[-_]?key|token|secret|password|authorization)"
+        r"(?:\s*[\"':=][\"'\s:=]*|\s+(?=[^\s\"',;]*[0-9])|\s+(?=[^\s\"',;]{20})))[^\s\"',;]{6,}"
+    ),
     re.compile(r"\b(sk|pk|rk|pcsk|jina|pa|al)[-_][A-Za-z0-9_-]{12,}\b"),
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),

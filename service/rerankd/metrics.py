@@ -2,7 +2,9 @@
 
 Names follow Prometheus conventions (`_total` counters, `_seconds` histograms). Label values are
 bounded: methods, status code names, configured model/provider names, outcomes. Callers' free text
-never becomes a label (an unknown model name is counted as "unknown").
+never becomes a label: an unknown model name is counted as "unknown", and a target the
+configuration does not name (a caller's ad-hoc "provider/model") as model or target "other", so a
+caller inventing names cannot add series.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ def child(metric: _M, *values: str) -> _M:
 
 
 _KNOWN_MODELS: set[str] = {"default"}
+_KNOWN_TARGETS: set[str] = set()  # "provider/model" of every configured target
+OTHER = "other"  # the one label value of every target the configuration does not name
 
 
 def know_models(names: Iterable[str]) -> None:
@@ -137,19 +141,36 @@ def know_models(names: Iterable[str]) -> None:
     _KNOWN_MODELS.update(names)
 
 
+def know_targets(labels: Iterable[str]) -> None:
+    """Register configured targets ("provider/model"): the only target and attempt-model labels."""
+    _KNOWN_TARGETS.update(labels)
+
+
 def model_label(name: str) -> str:
     name = name or "default"
     return name if name in _KNOWN_MODELS else "unknown"
 
 
+def target_label(target: str) -> str:
+    """`target` ("provider/model") if configured, else OTHER."""
+    return target if target in _KNOWN_TARGETS else OTHER
+
+
+def attempt_model_label(target: str, model: str) -> str:
+    """The model label of an attempt at `target`: its model if the target is configured, else OTHER."""
+    return model if target in _KNOWN_TARGETS else OTHER
+
+
 def on_resilience_event(name: str, labels: Mapping[str, str]) -> None:
-    """Mirror the router's resilience events (rerankd.resilience.events) into Prometheus."""
+    """Mirror the router's resilience events (rerankd.resilience.events) into Prometheus. Provider
+    names are configured ones; targets and routes outside the configuration count as OTHER."""
     if name == "retry":
         RETRIES.labels(labels.get("target", "").split("/", 1)[0]).inc()
     elif name == "fallback":
-        FALLBACKS.labels(labels.get("route", "")).inc()
+        route = labels.get("route", "")
+        FALLBACKS.labels(route if route in _KNOWN_MODELS else OTHER).inc()
     elif name == "breaker":
-        target, state = labels.get("target", ""), labels.get("to_state", "")
+        target, state = target_label(labels.get("target", "")), labels.get("to_state", "")
         BREAKER_TRANSITIONS.labels(target, state).inc()
         BREAKER_STATE.labels(target).set(_BREAKER_LEVELS.get(state, 0))
 

@@ -54,6 +54,7 @@ from rerankd.resilience.events import EventCounter
 from rerankd.resilience.limits import ConcurrencyLimit
 from rerankd.resilience.retry import (
     MIN_ATTEMPT_S,
+    BadResponse,
     Disposition,
     breaker_verdict,
     classify,
@@ -148,6 +149,11 @@ class Router:
         for provider in self.providers.values():
             for model in provider.models():
                 self._direct.setdefault(model, [Target(provider, model)])
+        # The configured names and targets are the only metric label values (metrics.py).
+        metrics.know_models([*self.routes, *self._direct])
+        metrics.know_targets(
+            t.label for named in (self.routes, self._direct) for ts in named.values() for t in ts
+        )
 
     @classmethod
     def from_config(
@@ -495,6 +501,7 @@ class Router:
             try:
                 async with asyncio.timeout(timeout):
                     result = await target.provider.rerank(replace(call, timeout=timeout, headers=headers))
+                _check_answer(name, call, result.scores)
             except TimeoutError:
                 outcome = "DEADLINE_EXCEEDED"
                 raise errors.DeadlineExceeded(
@@ -510,7 +517,8 @@ class Router:
                 span.set_attribute("rerankd.outcome", outcome)
                 if outcome != "OK":
                     span.set_status(Status(StatusCode.ERROR, outcome))
-                metrics.child(metrics.ATTEMPTS, name, target.model, outcome).inc()
+                model = metrics.attempt_model_label(target.label, target.model)  # ad-hoc: "other"
+                metrics.child(metrics.ATTEMPTS, name, model, outcome).inc()
                 metrics.child(metrics.ATTEMPT_SECONDS, name).observe(time.perf_counter() - started)
         metrics.child(metrics.DOCUMENTS, name).inc(len(call.documents))
         return result
@@ -543,6 +551,28 @@ def _forwarded_metadata(allowed: Sequence[str], metadata: Mapping[str, str]) -> 
         return ""
     kept = dict(metadata) if "*" in allowed else {k: v for k, v in metadata.items() if k in allowed}
     return json.dumps(kept, separators=(",", ":")) if kept else ""  # ASCII: a header value
+
+
+def _check_answer(provider: str, call: ProviderCall, scores: list[Scored]) -> None:
+    """Refuse an answer that is not one score per document asked for (BadResponse, so retried
+    and failed over): an index twice or outside the documents sent, or fewer results than every
+    document (top_n unset, as for each chunk) or min(top_n, documents). More than top_n is fine
+    (the local model scores every document; the router cuts to top_n after the merge). Three
+    C-level passes over the indices (about 10 us for 1,000); scores are checked by the parsers."""
+    count = len(call.documents)
+    indices = set(map(_BY_INDEX, scores))
+    if len(indices) != len(scores):
+        raise BadResponse(f"{provider}: answer scores a document twice", provider=provider)
+    if indices and (min(indices) < 0 or max(indices) >= count):
+        raise BadResponse(
+            f"{provider}: answer has a result outside the {count} documents sent", provider=provider
+        )
+    wanted = count if call.top_n is None else min(call.top_n, count)
+    if len(indices) < wanted:
+        raise BadResponse(
+            f"{provider}: answer has {len(indices)} results for {count} documents ({wanted} expected)",
+            provider=provider,
+        )
 
 
 def _rank(scores: list[Scored], top_n: int | None) -> list[Scored]:

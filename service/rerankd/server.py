@@ -23,6 +23,7 @@ from rerankd.api import reflection
 from rerankd.api.grpc_api import RerankServicer
 from rerankd.api.grpc_guard import GuardInterceptor
 from rerankd.api.health import HealthServicer
+from rerankd.api.http.headers import HeaderLimits
 from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
@@ -161,7 +162,12 @@ def build(settings: Settings) -> App:
     if settings.http_enabled:
         authorize = http_authorizer(authenticator, limiter)
         http_app = create_app(Pipeline(router, settings), settings, authorize=authorize)
-        http_server = HttpServer(http_app, settings.http_host or settings.host, settings.http_port)
+        http_server = HttpServer(
+            http_app,
+            settings.http_host or settings.host,
+            settings.http_port,
+            header_limits=HeaderLimits.from_settings(settings),
+        )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))

@@ -99,12 +99,36 @@ def _header_safe(value: str) -> str:
 
 
 _MAX_METADATA_HEADER_BYTES = 64 * 1024
+MAX_METADATA_JSON_DEPTH = 16  # nesting of x-metadata's JSON; the json module recurses per level
+# What nesting depth depends on: quotes (strings), escapes (so an escaped quote is not one) and brackets.
+_JSON_STRUCTURE = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
+
+
+def json_depth_within(text: str, limit: int) -> bool:
+    """Whether JSON `text` nests arrays and objects at most `limit` deep (brackets in strings do not
+    count). One pass that stops at the first level past `limit`, so it never recurses."""
+    depth, in_string = 0, False
+    for match in _JSON_STRUCTURE.finditer(text):
+        token = match.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
 
 
 def header_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     """Caller metadata from `x-metadata` (alias `x-portkey-metadata`): a JSON object whose values
-    become strings (non-strings as JSON). Malformed or oversized -> INVALID_ARGUMENT naming the
-    header; entry counts and sizes are checked with the message's metadata by validation.
+    become strings (non-strings as JSON). Malformed, oversized or nested past
+    MAX_METADATA_JSON_DEPTH -> INVALID_ARGUMENT naming the header (checked before parsing, so
+    deep nesting never reaches the recursion limit); entry counts and sizes are checked with the
+    message's metadata by validation.
     """
     name = "x-metadata" if headers.get("x-metadata") else "x-portkey-metadata"
     raw = headers.get(name, "")
@@ -112,6 +136,8 @@ def header_metadata(headers: Mapping[str, str]) -> dict[str, str]:
         return {}
     if len(raw) > _MAX_METADATA_HEADER_BYTES:
         raise errors.invalid(name, f"is {len(raw)} bytes; at most {_MAX_METADATA_HEADER_BYTES} allowed")
+    if not json_depth_within(raw, MAX_METADATA_JSON_DEPTH):
+        raise errors.invalid(name, f"nests JSON deeper than {MAX_METADATA_JSON_DEPTH} levels")
     try:
         parsed = json.loads(raw)
     except ValueError:

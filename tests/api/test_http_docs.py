@@ -9,13 +9,18 @@ import json
 import re
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import grpc
+import httpx
 import pytest
 from pydantic import BaseModel
 from rerankd.api import http_api
 from rerankd.server import App
+from rerankd.v1 import rerank_pb2 as pb
 
+from tests.conftest import running_app, stub_for
 from tests.support import ROOT
 
 DOC = ROOT / "docs" / "http-api.md"
@@ -122,3 +127,29 @@ def unscored(dialect: str, body: Any) -> list[dict[str, Any]]:
     """The results without their scores: indices and echoed documents or texts."""
     items = body if dialect == "tei" else body["data"] if dialect == "pinecone" else body["results"]
     return [{k: v for k, v in item.items() if k not in ("relevance_score", "score")} for item in items]
+
+
+async def test_the_documented_token_headers_hold_on_both_front_doors(tmp_path: Path) -> None:
+    """Issue 17, finding 7: docs/http-api.md said HTTP auth headers were "accepted and ignored"
+    (they are enforced) and SECURITY.md did not say gRPC takes api-key / x-api-key too."""
+    auth_section = DOC.read_text().split("## Auth", 1)[1]
+    assert "ignored" not in auth_section and "401" in auth_section and "X-Api-Key" in auth_section
+    security = " ".join((ROOT / "SECURITY.md").read_text().split())
+    assert "`x-api-key: <token>` (for SDKs that send those), as gRPC metadata and as HTTP headers" in security
+    token = "0123456789abcdef0123456789abcdef"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alice: {token}\n")
+    body = {"model": "nope", "query": "q", "documents": ["a"]}
+    request = pb.RerankRequest(model="nope", query="q", documents=[pb.Document(text="a")])
+    async with (
+        running_app(local_enabled=False, auth_tokens_file=tokens) as app,
+        stub_for(app) as stub,
+        httpx.AsyncClient(base_url=f"http://{app.http_address}", timeout=10) as http,
+    ):
+        assert (await http.post("/v2/rerank", json=body)).status_code == 401
+        for name in ("authorization", "api-key", "x-api-key"):
+            value = f"Bearer {token}" if name == "authorization" else token
+            assert (await http.post("/v2/rerank", json=body, headers={name: value})).status_code == 404
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Rerank(request, metadata=((name, value),), timeout=10)
+            assert caught.value.code() is grpc.StatusCode.NOT_FOUND  # authenticated, then routed

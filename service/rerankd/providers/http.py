@@ -55,7 +55,10 @@ class HttpReply:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:  # what orjson refuses (NaN, huge integers, UTF-16) json may take
-            return json.loads(self.body)
+            try:
+                return json.loads(self.body)
+            except RecursionError:  # nested past orjson's 1,024 levels: no answer of ours is that deep
+                raise ValueError("the answer nests JSON too deeply") from None
 
 
 def encode_json(payload: Any) -> bytes:

@@ -13,6 +13,9 @@ Event names and their labels:
     breaker   target, from_state, to_state  a circuit breaker changed state
     overload  scope ("server" | "target"), target    a request was refused past the bounded wait
     cache     route, result ("hit" | "miss")         a response-cache lookup
+
+Labels can carry a caller's ad-hoc "provider/model" target, so the counts are bounded: past
+_MAX_KEYS distinct (name, labels), further new ones are counted under (name, overflow="true").
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ _LOG = logging.getLogger("rerankd.resilience")
 
 Hook = Callable[[str, Mapping[str, str]], None]
 EVENT_NAMES = ("retry", "fallback", "breaker", "overload", "cache")
+_MAX_KEYS = 10_000
 
 
 class EventCounter:
@@ -40,6 +44,8 @@ class EventCounter:
         """Count one `name` event; a failing hook is logged and never breaks the request."""
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
+            if key not in self._counts and len(self._counts) >= _MAX_KEYS:
+                key = (name, (("overflow", "true"),))
             self._counts[key] += 1
             hooks = list(self._hooks)
         for hook in hooks:

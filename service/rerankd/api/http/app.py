@@ -24,6 +24,7 @@ from rerankd import auth, errors, tracing
 from rerankd.api.call import OK
 from rerankd.api.http.base import Dialect
 from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
+from rerankd.api.http.headers import lower_headers
 from rerankd.api.http.openapi import openapi_document
 from rerankd.api.pipeline import CallIds, Pipeline, identify
 from rerankd.config import Settings
@@ -105,7 +106,7 @@ class RerankHttpApi:
     async def handle(self, request: Request, dialect: Dialect[Any], *, portkey: bool = False) -> Response:
         """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape,
         and the call's record (api/call.py) ends once with the true status."""
-        headers = dict(request.headers)  # Starlette lower-cases header names
+        headers = lower_headers(request.scope)  # one pass: dict(request.headers) is quadratic
         ids = identify("", TraceContext(), headers)
         out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
         call = self.pipeline.open(f"http/{dialect.name}", ids, "")
@@ -213,7 +214,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     """404 and 405 (with `Allow`), carrying the ids every answer of this front door carries."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    headers = dict(request.headers)
+    headers = lower_headers(request.scope)
     out = _id_headers(identify("", TraceContext(), headers), headers, _wants_portkey(headers))
     if isinstance(exc, HTTPException) and exc.headers:
         out.update(exc.headers)

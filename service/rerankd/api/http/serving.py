@@ -1,6 +1,7 @@
 """Serving the HTTP front door: `HttpServer` runs the ASGI app with uvicorn on rerankd's own event
 loop, on its own port, leaving signal handling to rerankd; with `ssl_context` set (rerankd.tls),
-over TLS.
+over TLS. Its connections speak HTTP/1.1 through h11, with the header caps of api/http/headers.py
+checked before h11 parses a request head.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from rerankd.api.http.headers import HeaderLimits, incomplete_head_limit, limited_protocol
+
 
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn inside rerankd's loop: the process's SIGTERM/SIGINT handling stays rerankd's."""
@@ -27,8 +30,11 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpServer:
     """The HTTP front door on its own port, served by uvicorn on the running event loop."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(
+        self, app: Starlette, host: str, port: int, *, header_limits: HeaderLimits | None = None
+    ) -> None:
         self.app = app
+        self.header_limits = header_limits or HeaderLimits()
         self.host = host
         self.requested_port = port
         self.port = 0
@@ -69,6 +75,8 @@ class HttpServer:
             log_config=None,
             access_log=False,
             server_header=False,
+            http=limited_protocol(self.header_limits),
+            h11_max_incomplete_event_size=incomplete_head_limit(self.header_limits),
             timeout_graceful_shutdown=max(grace, 0.1),
         )
         config.load()
