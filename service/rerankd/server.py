@@ -26,6 +26,7 @@ from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
 from rerankd.config import LOCAL_PROVIDER, BreakerConfig, ProviderConfig, Settings
+from rerankd.local.provider import preflight
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
@@ -62,6 +63,8 @@ class App:
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
+        # Local models' files first (a hub model is fetched and verified): a missing one binds nothing.
+        await asyncio.get_running_loop().run_in_executor(None, preflight, self.providers)
         credentials = tls.server_credentials(self.settings)  # TLS on TCP listeners when configured
         for address in self.settings.listen_addresses():
             if credentials is not None and not address.startswith("unix"):
