@@ -33,6 +33,7 @@ class Repo:
     files: Mapping[str, Path]
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     revisions: tuple[str, ...] = ("main",)
+    lies: Mapping[str, dict[str, object]] = field(default_factory=dict)  # metadata that is not true
 
     def sibling(self, name: str) -> dict[str, object]:
         data = self.files[name].read_bytes()
@@ -43,7 +44,7 @@ class Repo:
         }
         if name.endswith(_LFS_SUFFIXES):
             entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
-        return entry
+        return entry | self.lies.get(name, {})
 
 
 @dataclass

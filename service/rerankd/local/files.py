@@ -143,7 +143,12 @@ def choose_onnx(
     plain = ["model.onnx"]
     fast = [name for feature in cpu_features() for name in _QUANTIZED_BY_FEATURE.get(feature, ())]
     fast += _GENERIC_QUANTIZED
-    order = {"true": fast, "false": plain, "auto": plain + fast if cuda else fast + plain}[quantized]
+    other = [name for names in _QUANTIZED_BY_FEATURE.values() for name in names]  # run here, slower
+    order = {
+        "true": fast + other,
+        "false": plain,
+        "auto": plain + fast + other if cuda else fast + plain + other,
+    }[quantized]
     for name in dict.fromkeys(order):
         for folder in _FOLDERS:
             if folder + name in available:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from typing import Any
 
 from rerankd.local.files import ModelFiles, ModelFilesError, choose_onnx, companion, file_digests, model_files
 
+_LOG = logging.getLogger(__name__)
 _METADATA_TIMEOUT_S = 15.0
 
 
@@ -101,7 +103,9 @@ def fetch(
         if isinstance(exc, HfHubHTTPError) and not _unreachable(exc):
             raise ModelFilesError(f"model {where}: the hub at {endpoint()} answered {_short(exc)}") from exc
         reason = f"the hub at {endpoint()} is unreachable ({_short(exc)}) and {cache} has no verified copy"
-        return _cached(repo_id, revision, cache, reason)
+        files = _cached(repo_id, revision, cache, reason)
+        _LOG.warning("the hub at %s is unreachable (%s): %s from the cache", endpoint(), _short(exc), where)
+        return files
     siblings = {s.rfilename: s for s in info.siblings or ()}
     onnx = choose_onnx(siblings, onnx_file=onnx_file, quantized=quantized, where=f"model {where}", cuda=cuda)
     wanted = [onnx, *_external_data(onnx, siblings)]
