@@ -79,33 +79,34 @@ class Passages:
     limit: int = 64
 
     @classmethod
-    def parse(cls, value: Any, *, field: str) -> Passages | None:
-        """From config or request parameters: a mapping, true (defaults), or false/None (off).
+    def parse(cls, value: Any) -> Passages | None:
+        """From config or request parameters: a mapping, true (the defaults), or false/None (off).
 
-        Raises ValueError naming the key at fault.
+        Raises ValueError saying what is wrong.
         """
         if value is None or value is False:
             return None
         if value is True:
             return cls()
         if not isinstance(value, Mapping):
-            raise ValueError(f"{field} must be a mapping of tokens, stride, pool, limit (or true/false)")
+            raise ValueError("must be a mapping of tokens, stride, pool, limit (or true/false)")
         unknown = sorted(set(value) - {"tokens", "stride", "pool", "limit"})
         if unknown:
-            raise ValueError(f"{field} has unknown keys {unknown} (known: tokens, stride, pool, limit)")
+            raise ValueError(f"has unknown keys {unknown} (known: tokens, stride, pool, limit)")
+        default = cls()
         try:
             passages = cls(
-                tokens=_whole(value.get("tokens", cls.tokens)),
-                stride=_whole(value.get("stride", cls.stride)),
-                pool=str(value.get("pool", cls.pool)),
-                limit=_whole(value.get("limit", cls.limit)),
+                tokens=_whole(value.get("tokens", default.tokens)),
+                stride=_whole(value.get("stride", default.stride)),
+                pool=str(value.get("pool", default.pool)),
+                limit=_whole(value.get("limit", default.limit)),
             )
         except (TypeError, ValueError):
-            raise ValueError(f"{field}: tokens, stride and limit must be whole numbers") from None
-        if passages.tokens < 8 or not 0 <= passages.stride < passages.tokens // 2 + 1 or passages.limit < 1:
-            raise ValueError(f"{field}: need tokens >= 8, 0 <= stride <= tokens / 2 and limit >= 1")
+            raise ValueError("tokens, stride and limit must be whole numbers") from None
+        if passages.tokens < 8 or not 0 <= passages.stride <= passages.tokens // 2 or passages.limit < 1:
+            raise ValueError("needs tokens >= 8, 0 <= stride <= tokens / 2 and limit >= 1")
         if passages.pool not in POOLS:
-            raise ValueError(f"{field}.pool must be one of {', '.join(POOLS)}, not {passages.pool!r}")
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {passages.pool!r}")
         return passages
 
 
@@ -261,9 +262,12 @@ class CrossEncoder:
         pairs = []
         for index, doc in enumerate(self._encode_prefixes(texts, keep)):
             if len(doc.ids) > keep:
-                doc.truncate(keep)
-            doc.truncate(window, stride)
-            for piece in (doc, *doc.overflowing):
+                doc.truncate(keep)  # its overflowing is replaced by the windows' below, if any
+            pieces = [doc]
+            if len(doc.ids) > window:
+                doc.truncate(window, stride)
+                pieces += doc.overflowing
+            for piece in pieces:
                 offsets = piece.offsets
                 encoding = self.tokenizer.post_process(q, piece)
                 pairs.append(

@@ -191,9 +191,7 @@ class LocalProvider(Provider):
             threads=int(options.pop("threads", settings.local_threads)),
             max_queued_pairs=int(options.pop("max_queued_pairs", DEFAULT_MAX_QUEUED_PAIRS)),
             activation=options.pop("activation", None),
-            passages=Passages.parse(
-                options.pop("passages", None), field=f"provider {name!r}: options.passages"
-            ),
+            passages=_passages_option(name, options.pop("passages", None)),
         )
         if options:
             raise ValueError(f"provider {name!r}: unknown options {sorted(options)} (known: {_OPTIONS})")
@@ -324,7 +322,7 @@ class LocalProvider(Provider):
         if "passages" not in parameters:
             return self.passages
         try:
-            return Passages.parse(parameters["passages"], field="parameters.passages")
+            return Passages.parse(parameters["passages"])
         except ValueError as exc:
             raise errors.invalid("parameters.passages", str(exc)) from None
 
@@ -334,6 +332,13 @@ class LocalProvider(Provider):
             self._scheduler.close()
             await asyncio.get_running_loop().run_in_executor(None, self._scheduler.join, 5.0)
         self._tokenizing.shutdown(wait=False, cancel_futures=True)
+
+
+def _passages_option(provider: str, value: Any) -> Passages | None:
+    try:
+        return Passages.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"provider {provider!r}: options.passages {exc}") from None
 
 
 def _pool(pairs: Sequence[Pair], scores: Sequence[float], documents: int, pool: str) -> list[Scored]:
