@@ -169,8 +169,8 @@ def test_fetch_then_offline_then_missing_revision_repo_and_hub(
 @pytest.mark.parametrize(
     ("lie", "message"),
     [
-        ({"size": 5}, r"tokenizer.json is \d+ bytes, the hub says 5"),
-        ({"blobId": "0" * 40}, "tokenizer.json has git blob id .*, the hub says 0000"),
+        ({"size": 5}, r"tokenizer.json \(.*\) is \d+ bytes, the hub says 5"),
+        ({"blobId": "0" * 40}, r"tokenizer.json \(.*\) has git blob id .*, the hub says 0000"),
         (
             {"lfs": {"size": 711661, "sha256": "0" * 64, "pointerSize": 134}},
             "has sha256 .*, the hub says 0000",
@@ -229,3 +229,17 @@ def test_no_onnx_file_is_one_line_naming_what_is_there() -> None:
     with pytest.raises(ModelFilesError, match=r"ONNX files there: onnx/decoder\.onnx; name one") as caught:
         choose_onnx(["onnx/decoder.onnx", "pytorch_model.bin"], onnx_file=None, where="model x/y@main")
     assert "\n" not in str(caught.value)
+
+
+def test_a_changed_cache_file_is_refused_with_the_hub_up_too(
+    repo: Repo, hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fake_hub({REPO_ID: repo}) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        fetched = hub.fetch(REPO_ID, cache_dir=hub_env)
+        fetched.tokenizer.write_bytes(fetched.tokenizer.read_bytes() + b" ")  # the cached blob, via its link
+        with pytest.raises(
+            ModelFilesError, match=r"tokenizer\.json \(.*\) is \d+ bytes, the hub says"
+        ) as caught:
+            hub.fetch(REPO_ID, cache_dir=hub_env)
+        assert "\n" not in str(caught.value) and "remove it" in str(caught.value)

@@ -156,22 +156,22 @@ def _external_data(onnx: str, siblings: Iterable[str]) -> list[str]:
 
 
 def _check_against_hub(path: Path, sibling: Any, where: str) -> dict[str, Any]:
-    """Size and hash of a downloaded file against the hub's metadata; the record to keep."""
+    """Size and hash of a downloaded (or already cached) file against the hub's metadata; the
+    record to keep."""
     size = path.stat().st_size
     sha256, blob_id = file_digests(path)
     lfs = sibling.lfs
     expected_size = lfs.size if lfs else sibling.size
+    found = None
     if expected_size is not None and size != expected_size:
+        found = f"is {size} bytes, the hub says {expected_size}"
+    elif lfs is not None and lfs.sha256 != sha256:
+        found = f"has sha256 {sha256}, the hub says {lfs.sha256}"
+    elif lfs is None and sibling.blob_id and sibling.blob_id != blob_id:
+        found = f"has git blob id {blob_id}, the hub says {sibling.blob_id}"
+    if found:
         raise ModelFilesError(
-            f"model {where}: {sibling.rfilename} is {size} bytes, the hub says {expected_size}"
-        )
-    if lfs is not None and lfs.sha256 != sha256:
-        raise ModelFilesError(
-            f"model {where}: {sibling.rfilename} has sha256 {sha256}, the hub says {lfs.sha256}"
-        )
-    if lfs is None and sibling.blob_id and sibling.blob_id != blob_id:
-        raise ModelFilesError(
-            f"model {where}: {sibling.rfilename} has git blob id {blob_id}, the hub says {sibling.blob_id}"
+            f"model {where}: {sibling.rfilename} ({path}) {found}; remove it from the cache to fetch it again"
         )
     return {"size": size, "sha256": sha256}
 
