@@ -929,6 +929,7 @@ def passages_cost(model_dir: Path, quick: bool) -> dict[str, Any]:
     from rerankd.local.provider import LocalProvider
     from rerankd.providers.base import ProviderCall
 
+    loadavg = os.getloadavg()[0]
     rng = random.Random(21)
     encoder = CrossEncoder(model_dir, max_length=MAX_LENGTH)
     encoder.warm_up()
@@ -972,17 +973,18 @@ def passages_cost(model_dir: Path, quick: bool) -> dict[str, Any]:
             for _ in range(2 if quick else 3):  # alternating, best of each: other load on the machine
                 for mode, docs, parameters in modes:
                     call = ProviderCall("", query, [Document(text=d) for d in docs], parameters=parameters)
-                    before, started = provider.scheduler.scored, time.perf_counter()
+                    before, started, cpu = provider.scheduler.scored, time.perf_counter(), time.process_time()
                     await provider.rerank(call)
-                    wall = time.perf_counter() - started
+                    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
                     pairs = provider.scheduler.scored - before
-                    if mode not in out or pairs / wall > out[mode]["pairs_per_s"]:
-                        out[mode] = {
-                            "documents": len(docs),
-                            "pairs": pairs,
-                            "wall_s": wall,
-                            "pairs_per_s": pairs / wall,
-                        }
+                    best = out.get(mode, {})
+                    out[mode] = {
+                        "documents": len(docs),
+                        "pairs": pairs,
+                        "wall_s": min(wall, best.get("wall_s", math.inf)),
+                        "pairs_per_s": max(pairs / wall, best.get("pairs_per_s", 0.0)),
+                        "cpu_ms_per_pair": min(cpu * 1000 / pairs, best.get("cpu_ms_per_pair", math.inf)),
+                    }
             log(out)
         finally:
             await provider.aclose()
@@ -996,6 +998,7 @@ def passages_cost(model_dir: Path, quick: bool) -> dict[str, Any]:
         "query_tokens": len(encoder.tokenizer.encode(query, add_special_tokens=False).ids),
         "rows": rows,
         "served": asyncio.run(served()),
+        "loadavg": loadavg,
     }
 
 
@@ -1026,15 +1029,18 @@ def passages_markdown(data: dict[str, Any]) -> str:
         "A document of N tokens is 1 + ceil((N - tokens) / (tokens - stride)) windows: a 4,000-token"
         " document is 21 windows of 256, each a pair of ~270 tokens, so it costs what 21 documents of"
         " one window's length do (the scheduler counts windows as pairs, for fairness and for the queue"
-        " bound). Per pair nothing changes; the server, both cores, one request each:",
+        " bound). Per pair nothing changes. The server's provider and scheduler on all cores, one"
+        " request each, alternating, best of 3 (CPU ms: the whole process's, tokenising included):",
         "",
-        "| request | documents | pairs scored | wall s | pairs/s |",
-        "|---|---:|---:|---:|---:|",
+        "| request | documents | pairs scored | wall s | pairs/s | CPU ms a pair |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for mode, r in data["served"].items():
         lines.append(
             f"| {mode} | {r['documents']} | {r['pairs']} | {r['wall_s']:.2f} | {r['pairs_per_s']:.1f} |"
+            f" {r['cpu_ms_per_pair']:.1f} |"
         )
+    lines += ["", f"Load average (1 min) before the run: {data['loadavg']:.1f}: other work shares the cores."]
     return "\n".join(lines) + "\n"
 
 
