@@ -157,3 +157,34 @@ async def test_an_xlm_roberta_model_from_the_hub_is_served_at_8192_tokens(
                 "max_length": 8192,
                 "source": "hub tiny/xlm-reranker@0123456789abcdef0123456789abcdef01234567",
             }
+
+
+@pytest.mark.parametrize(
+    ("options", "settings", "message"),
+    [
+        ({"model_dir": "/m", "model": "a/b"}, {}, "model_dir and model exclude each other"),
+        ({}, {"model_dir": "/m", "local_model": "a/b"}, "exclude each other"),
+        ({"activation": "tanh"}, {}, "activation must be one of sigmoid, softmax, none"),
+        ({"passages": {"tokens": 300, "pool": "best"}}, {}, "options.passages pool must be one of"),
+        ({"revisions": "main"}, {}, "unknown options"),
+    ],
+)
+def test_local_options_are_checked_when_the_provider_is_made(
+    options: dict[str, object], settings: dict[str, object], message: str
+) -> None:
+    ctx = type("Ctx", (), {"settings": Settings(**settings)})()
+    with pytest.raises(ValueError, match=message):
+        LocalProvider.create("x", ProviderConfig(kind="local", options=options), ctx)
+
+
+def test_a_hub_model_answers_to_its_repo_name_unless_named() -> None:
+    ctx = type("Ctx", (), {"settings": Settings(local_model="BAAI/bge-reranker-v2-m3")})()
+    default = LocalProvider.create("local", ProviderConfig(kind="local"), ctx)
+    assert (default.model_name, default.source.repo_id, default.source.revision) == (
+        "bge-reranker-v2-m3",
+        "BAAI/bge-reranker-v2-m3",
+        "main",
+    )
+    assert default.describe()["source"] == "hub BAAI/bge-reranker-v2-m3@main"  # before it is fetched
+    named = LocalProvider.create("local", ProviderConfig(kind="local", models=["m3"]), ctx)
+    assert named.model_name == "m3"
