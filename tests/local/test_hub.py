@@ -243,3 +243,30 @@ def test_a_changed_cache_file_is_refused_with_the_hub_up_too(
         ) as caught:
             hub.fetch(REPO_ID, cache_dir=hub_env)
         assert "\n" not in str(caught.value) and "remove it" in str(caught.value)
+
+
+def test_a_model_fetched_ahead_by_the_module_command_serves_offline(
+    repo: Repo, hub_env: Path, tmp_path: Path
+) -> None:
+    with fake_hub({REPO_ID: repo}) as fake:
+        env = {"HF_ENDPOINT": fake.url, "HF_HOME": str(tmp_path / "hf-home")}
+        fetched = subprocess.run(
+            [sys.executable, "-m", "rerankd.local.hub", REPO_ID, "--cache-dir", str(hub_env)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert fetched.stdout.startswith(f"hub {REPO_ID}@{repo.commit}: ")
+    missing = subprocess.run(
+        [sys.executable, "-m", "rerankd.local.hub", "nobody/nothing", "--cache-dir", str(hub_env)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    offline = {**_serve_env(fake.url, hub_env, tmp_path), "HF_HUB_OFFLINE": "1"}
+    with server_process(env=offline, tmp_path=tmp_path) as server:
+        assert _rerank(server.address)[0]["index"] == FRANCE_BEST

@@ -221,3 +221,35 @@ def _short(exc: BaseException) -> str:
     """The first line of an exception's message (huggingface_hub's are several)."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rerankd.local.hub REPO [--revision R] [--cache-dir D]`: fetch and verify a model
+    now (e.g. while building an image), so that `rerankd serve` starts offline later."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m rerankd.local.hub", description=main.__doc__)
+    parser.add_argument("repo_id", help="hub repo id, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2")
+    parser.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    parser.add_argument("--cache-dir", type=Path, help="cache folder (default: huggingface_hub's)")
+    parser.add_argument("--onnx-file", help="the ONNX file to use (default: chosen from the layouts)")
+    parser.add_argument("--quantized", default="auto", help="auto, true or false (default auto)")
+    args = parser.parse_args(argv)
+    try:
+        files = fetch(
+            args.repo_id,
+            revision=args.revision,
+            cache_dir=args.cache_dir,
+            onnx_file=args.onnx_file,
+            quantized=args.quantized,
+        )
+    except ModelFilesError as exc:
+        print(f"rerankd: {exc}", file=sys.stderr)
+        return 2
+    print(f"{files.source}: {files.onnx}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
