@@ -204,8 +204,9 @@ class Settings(BaseSettings):
     )
     local_model: str | None = Field(
         None,
-        description="Hub repo id of the embedded model (e.g. BAAI/bge-reranker-v2-m3; ONNX files, fetched"
-        " once into local_cache_dir and verified); default: the bundled model. Excludes model_dir.",
+        description="Hub repo id of the embedded model (a repo with ONNX files, e.g. your export of"
+        " BAAI/bge-reranker-v2-m3), fetched once into local_cache_dir and verified; default: the bundled"
+        " model. Excludes model_dir.",
     )
     local_model_revision: str = Field("main", description="Branch, tag or commit of local_model.")
     local_cache_dir: Path | None = Field(
