@@ -908,6 +908,142 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+PASSAGE_LENGTHS = (400, 1000, 2000, 4000)  # document tokens
+PASSAGES = {"tokens": 256, "stride": 64, "pool": "max"}
+
+
+def _document(rng: random.Random, tokenizer: Tokenizer, tokens: int) -> str:
+    """A text of exactly about `tokens` tokens (words added until the tokenizer says so)."""
+    words: list[str] = []
+    while len(tokenizer.encode(" ".join(words), add_special_tokens=False).ids) < tokens:
+        words += [rng.choice(VOCABULARY) for _ in range(max((tokens - len(words)) // 2, 1))]
+    return " ".join(words)
+
+
+def passages_cost(model_dir: Path, quick: bool) -> dict[str, Any]:
+    """What passages cost: windows per document length, CPU ms of one thread per document and per
+    window (windows scored one after another), and the server's pairs/s on windows vs on documents
+    of one window's length (both cores, the real provider and scheduler)."""
+    from rerankd.domain import Document
+    from rerankd.local.model import CrossEncoder, Passages
+    from rerankd.local.provider import LocalProvider
+    from rerankd.providers.base import ProviderCall
+
+    loadavg = os.getloadavg()[0]
+    rng = random.Random(21)
+    encoder = CrossEncoder(model_dir, max_length=MAX_LENGTH)
+    encoder.warm_up()
+    query = QUERIES[2]
+    window = Passages(**PASSAGES, limit=64)  # type: ignore[arg-type]
+    rows = []
+    for length in PASSAGE_LENGTHS:
+        document = _document(rng, encoder.tokenizer, length)
+        row: dict[str, Any] = {"document_tokens": length}
+        for mode, passages in (("truncated", None), ("passages", window)):
+            pairs = encoder.encode(query, [document], passages=passages)
+            runs = []
+            for _ in range(2 if quick else 3):
+                started = time.thread_time()
+                for pair in pairs:
+                    encoder.score_pair(pair)
+                runs.append((time.thread_time() - started) * 1000)
+            row[mode] = {
+                "pairs": len(pairs),
+                "tokens": sum(p.tokens for p in pairs),
+                "cpu_ms": min(runs),
+                "cpu_ms_per_pair": min(runs) / len(pairs),
+            }
+        rows.append(row)
+        log(row)
+
+    provider = LocalProvider("local", model_name="bench", max_length=MAX_LENGTH, threads=0)
+    long_docs = [_document(rng, encoder.tokenizer, 4000) for _ in range(2 if quick else 6)]
+    windows = encoder.encode(query, long_docs, passages=window)
+    # Documents of one window each, the same token counts: the same pairs, but one per document.
+    short_docs = [long_docs[p.document][p.start : p.end] for p in windows]
+
+    async def served() -> dict[str, dict[str, float]]:
+        await provider.start()
+        out: dict[str, dict[str, float]] = {}
+        modes = (
+            ("one-window documents", short_docs, {}),
+            ("4,000-token documents as passages", long_docs, {"passages": PASSAGES}),
+        )
+        try:
+            for _ in range(2 if quick else 3):  # alternating, best of each: other load on the machine
+                for mode, docs, parameters in modes:
+                    call = ProviderCall("", query, [Document(text=d) for d in docs], parameters=parameters)
+                    before, started, cpu = provider.scheduler.scored, time.perf_counter(), time.process_time()
+                    await provider.rerank(call)
+                    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+                    pairs = provider.scheduler.scored - before
+                    best = out.get(mode, {})
+                    out[mode] = {
+                        "documents": len(docs),
+                        "pairs": pairs,
+                        "wall_s": min(wall, best.get("wall_s", math.inf)),
+                        "pairs_per_s": max(pairs / wall, best.get("pairs_per_s", 0.0)),
+                        "cpu_ms_per_pair": min(cpu * 1000 / pairs, best.get("cpu_ms_per_pair", math.inf)),
+                    }
+            log(out)
+        finally:
+            await provider.aclose()
+        return out
+
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": _cpu_name(),
+        "cores": _cores(),
+        "passages": PASSAGES,
+        "query_tokens": len(encoder.tokenizer.encode(query, add_special_tokens=False).ids),
+        "rows": rows,
+        "served": asyncio.run(served()),
+        "loadavg": loadavg,
+    }
+
+
+def passages_markdown(data: dict[str, Any]) -> str:
+    p = data["passages"]
+    lines = [
+        "# Long documents as passages: what they cost",
+        "",
+        f"Measured {data['when']} on {data['cpu']} ({data['cores']} cores) by"
+        " `bench/local_model.py --passages`. The bundled int8 MiniLM-L-12 (512 positions);"
+        f" passages of {p['tokens']} document tokens, {p['stride']} shared by neighbours, pool"
+        f" {p['pool']}; a query of {data['query_tokens']} tokens. Truncated = today's default (the"
+        " first 512 tokens decide). CPU ms of one thread, windows scored one after another, best of 3.",
+        "",
+        "| document tokens | truncated: pairs | CPU ms | passages: windows | tokens scored | CPU ms |"
+        " CPU ms a window | cost vs truncated |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in data["rows"]:
+        t, w = row["truncated"], row["passages"]
+        lines.append(
+            f"| {row['document_tokens']:,} | {t['pairs']} | {t['cpu_ms']:.1f} | {w['pairs']} |"
+            f" {w['tokens']:,} | {w['cpu_ms']:.1f} | {w['cpu_ms_per_pair']:.1f} |"
+            f" {w['cpu_ms'] / t['cpu_ms']:.1f}x |"
+        )
+    lines += [
+        "",
+        "A document of N tokens is 1 + ceil((N - tokens) / (tokens - stride)) windows: a 4,000-token"
+        " document is 21 windows of 256, each a pair of ~270 tokens, so it costs what 21 documents of"
+        " one window's length do (the scheduler counts windows as pairs, for fairness and for the queue"
+        " bound). Per pair nothing changes. The server's provider and scheduler on all cores, one"
+        " request each, alternating, best of 3 (CPU ms: the whole process's, tokenising included):",
+        "",
+        "| request | documents | pairs scored | wall s | pairs/s | CPU ms a pair |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for mode, r in data["served"].items():
+        lines.append(
+            f"| {mode} | {r['documents']} | {r['pairs']} | {r['wall_s']:.2f} | {r['pairs_per_s']:.1f} |"
+            f" {r['cpu_ms_per_pair']:.1f} |"
+        )
+    lines += ["", f"Load average (1 min) before the run: {data['loadavg']:.1f}: other work shares the cores."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=44.0, help="measured mixed load per system")
@@ -915,7 +1051,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test of the bench)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the raw JSON")
+    parser.add_argument(
+        "--passages",
+        action="store_true",
+        help="only the cost of long documents as passages (local_passages.md)",
+    )
     args = parser.parse_args()
+    if args.passages:
+        data = passages_cost(bundled_model_dir(), args.quick)
+        (args.out / "local_passages.raw.json").write_text(json.dumps(data, indent=1))
+        (args.out / "local_passages.md").write_text(passages_markdown(data))
+        print((args.out / "local_passages.md").read_text())
+        return
     if args.report_only:
         raw = json.loads((args.out / "local_model.raw.json").read_text())
         plot(raw, args.out / "local_model.png")

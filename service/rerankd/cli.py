@@ -179,6 +179,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from rerankd.local.files import ModelFilesError
     from rerankd.server import serve
 
     settings = load_settings(
@@ -194,7 +195,11 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     logs.configure(settings.log_level)
-    eventloop.run(serve(settings))
+    try:
+        eventloop.run(serve(settings))
+    except ModelFilesError as exc:  # a local model missing, unreachable or not verified
+        print(f"rerankd: {exc}", file=sys.stderr)
+        return 2
     # Drained: every call finished or was cancelled at the end of the grace period. Work still on
     # a thread (a tokenizer chewing a huge document) must not hold the exit past that promise.
     logging.shutdown()

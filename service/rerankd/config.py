@@ -244,6 +244,16 @@ class Settings(BaseSettings):
     local_model_name: str = Field(
         "ms-marco-MiniLM-L-12-v2", description="Name the embedded model answers to."
     )
+    local_model: str | None = Field(
+        None,
+        description="Hub repo id of the embedded model (a repo with ONNX files, e.g. your export of"
+        " BAAI/bge-reranker-v2-m3), fetched once into local_cache_dir and verified; default: the bundled"
+        " model. Excludes model_dir.",
+    )
+    local_model_revision: str = Field("main", description="Branch, tag or commit of local_model.")
+    local_cache_dir: Path | None = Field(
+        None, description="Where hub models are cached; default: huggingface_hub's (HF_HUB_CACHE)."
+    )
     local_enabled: bool = Field(True, description="Load the embedded model as provider 'local'.")
     local_max_length: int = Field(512, ge=16, le=8192, description="Max tokens of a query + document pair.")
     local_threads: int = Field(0, ge=0, description="Scoring threads; 0 = one per CPU core.")

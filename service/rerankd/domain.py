@@ -59,12 +59,24 @@ class RerankQuery:
     request_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """The window of a long document that decided its score: characters [start, end) of its text,
+    window `index` of `count` (documents scored as passages, rerankd.local.model.Passages)."""
+
+    start: int
+    end: int
+    index: int
+    count: int
+
+
 @dataclass(slots=True)
 class Scored:
-    """A document position and its relevance score."""
+    """A document position and its relevance score (and, scored as passages, the best passage)."""
 
     index: int
     score: float
+    passage: Passage | None = None
 
 
 @dataclass(slots=True)

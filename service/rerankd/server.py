@@ -28,6 +28,7 @@ from rerankd.api.http_api import HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
 from rerankd.config import LOCAL_PROVIDER, BreakerConfig, ProviderConfig, Settings
+from rerankd.local.provider import preflight
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
@@ -64,6 +65,8 @@ class App:
 
     async def start(self) -> None:
         """Bind, start serving (health NOT_SERVING), load providers, then report SERVING."""
+        # Local models' files first (a hub model is fetched and verified): a missing one binds nothing.
+        await asyncio.get_running_loop().run_in_executor(None, preflight, self.providers)
         # TLS on TCP listeners (gRPC and HTTP) when configured, following the files as they change.
         certificates = tls.ServerCertificates.from_settings(self.settings)
         credentials = certificates.grpc_credentials() if certificates is not None else None

@@ -186,3 +186,22 @@ async def test_closing_fails_queued_jobs_with_unavailable(encoder: CrossEncoder)
         scheduler.admit(1)
     scheduler.join(10)  # the worker finishes the pair it had and exits
     assert not any(thread.is_alive() for thread in scheduler._threads)
+
+
+def test_a_request_whose_documents_became_windows_grows_its_admission_within_the_bound() -> None:
+    scheduler: FairScheduler[int] = FairScheduler(lambda item: 0.0, workers=1, max_queued=8)
+    alone = scheduler.admit(2)
+    scheduler.grow(alone, 20)  # its own pairs never block it: an idle queue takes any request
+    assert scheduler.queued == 22
+    with pytest.raises(QueueFull):
+        scheduler.admit(1)
+    alone.release()
+    assert scheduler.queued == 0
+    first, second = scheduler.admit(4), scheduler.admit(2)
+    with pytest.raises(QueueFull):
+        scheduler.grow(second, 3)  # 4 + 2 + 3 > 8
+    scheduler.grow(second, 2)
+    assert (scheduler.queued, second.count) == (8, 4)
+    first.release()
+    second.release()
+    assert scheduler.queued == 0

@@ -32,9 +32,10 @@ A batch of one also means no padding is ever computed, which is what length buck
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -42,24 +43,132 @@ from tokenizers import Encoding, Tokenizer
 
 from rerankd import errors
 from rerankd.domain import Truncation
+from rerankd.local.files import ModelFiles, folder_files
+
+ACTIVATIONS = ("sigmoid", "softmax", "none")
+POOLS = ("max", "mean", "first")
+_FEEDS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+# Families whose position table starts after the padding index (max_position_embeddings - 2 usable).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer")
+_SANE_LIMIT = 1_000_000  # tokenizer_config's model_max_length is 1e30 when the export did not know
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """A tokenised query + document pair, ready to score."""
+    """A tokenised query + document pair (or one passage of a document), ready to score."""
 
     ids: np.ndarray  # int64 [1, n]
     type_ids: np.ndarray  # int64 [1, n]
+    document: int = 0  # index of its document in the request
+    start: int = 0  # characters of the document this pair holds: [start, end) (passages only)
+    end: int = 0
 
     @property
     def tokens(self) -> int:
         return int(self.ids.shape[1])
 
 
-class CrossEncoder:
-    """An ONNX cross-encoder with its tokenizer; thread-safe for concurrent `score_pair` calls."""
+@dataclass(frozen=True, slots=True)
+class Passages:
+    """Long documents as overlapping windows of `tokens` document tokens, `stride` of them shared
+    by neighbours, at most `limit` windows a document; its score is the `pool` of theirs."""
 
-    def __init__(self, model_dir: Path, *, max_length: int = 512, intra_op_threads: int = 1) -> None:
+    tokens: int = 256
+    stride: int = 64
+    pool: str = "max"
+    limit: int = 64
+
+    @classmethod
+    def parse(cls, value: Any) -> Passages | None:
+        """From config or request parameters: a mapping, true (the defaults), or false/None (off).
+
+        Raises ValueError saying what is wrong.
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of tokens, stride, pool, limit (or true/false)")
+        unknown = sorted(set(value) - {"tokens", "stride", "pool", "limit"})
+        if unknown:
+            raise ValueError(f"has unknown keys {unknown} (known: tokens, stride, pool, limit)")
+        default = cls()
+        try:
+            passages = cls(
+                tokens=_whole(value.get("tokens", default.tokens)),
+                stride=_whole(value.get("stride", default.stride)),
+                pool=str(value.get("pool", default.pool)),
+                limit=_whole(value.get("limit", default.limit)),
+            )
+        except (TypeError, ValueError):
+            raise ValueError("tokens, stride and limit must be whole numbers") from None
+        if passages.tokens < 8 or not 0 <= passages.stride <= passages.tokens // 2 or passages.limit < 1:
+            raise ValueError("needs tokens >= 8, 0 <= stride <= tokens / 2 and limit >= 1")
+        if passages.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {passages.pool!r}")
+        return passages
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or float(value) != int(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def family(files: ModelFiles, inputs: Sequence[str] = ()) -> str:
+    """The model's architecture as its config names it (`bert`, `xlm-roberta`, ...)."""
+    model_type = files.config.get("model_type")
+    if isinstance(model_type, str) and model_type:
+        return model_type
+    return "bert" if "token_type_ids" in inputs else "unknown"
+
+
+def position_limit(files: ModelFiles) -> int | None:
+    """Most tokens of one pair the model's position table holds, when its configs say."""
+    limits = []
+    positions = files.config.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        offset = 0
+        if files.config.get("model_type") in _OFFSET_POSITIONS:
+            offset = int(files.config.get("pad_token_id", 1)) + 1
+        limits.append(positions - offset)
+    declared = files.tokenizer_config.get("model_max_length")
+    if isinstance(declared, int | float) and 0 < declared < _SANE_LIMIT:
+        limits.append(int(declared))
+    return min(limits) if limits else None
+
+
+def configured_activation(files: ModelFiles) -> str | None:
+    """The score activation a sentence-transformers CrossEncoder saved with the model, if any."""
+    saved = files.config.get("sentence_transformers")
+    name = saved.get("activation_fn") if isinstance(saved, Mapping) else None
+    name = name or files.config.get("sbert_ce_default_activation_function")
+    if not isinstance(name, str):
+        return None
+    leaf = name.rsplit(".", 1)[-1].lower()
+    return {"sigmoid": "sigmoid", "identity": "none", "softmax": "softmax"}.get(leaf)
+
+
+class CrossEncoder:
+    """An ONNX cross-encoder with its tokenizer; thread-safe for concurrent `score_pair` calls.
+
+    `source` is a ModelFiles or a model folder. The graph's own inputs decide what is fed (no
+    token_type_ids for XLM-RoBERTa), the tokenizer's post-processor gives the special tokens and
+    the pair template, and `activation` (sigmoid, softmax, none; default: the one saved with the
+    model, else sigmoid of a single logit and softmax's last class of two or more) makes scores.
+    """
+
+    def __init__(
+        self,
+        source: Path | ModelFiles,
+        *,
+        max_length: int = 512,
+        intra_op_threads: int = 1,
+        activation: str | None = None,
+    ) -> None:
+        files = source if isinstance(source, ModelFiles) else folder_files(Path(source))
+        self.files = files
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -67,14 +176,32 @@ class CrossEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=providers)
+        self.session = ort.InferenceSession(str(files.onnx), options, providers=providers)
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        unknown = sorted(self._inputs - set(_FEEDS))
+        if "input_ids" not in self._inputs or unknown:
+            raise ValueError(
+                f"{files.onnx}: a cross-encoder graph takes input_ids (and attention_mask,"
+                f" token_type_ids, position_ids); this one takes {sorted(self._inputs)}"
+            )
+        self.tokenizer = Tokenizer.from_file(str(files.tokenizer))
         # The shipped tokenizer.json pads to 512 and truncates itself; we do both explicitly.
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.max_length = max_length
+        self.position_limit = position_limit(files)
+        self.family = family(files, sorted(self._inputs))
+        chosen = activation or configured_activation(files) or "auto"
+        if chosen not in (*ACTIVATIONS, "auto"):
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {chosen!r}")
+        self.activation = chosen
         self._special = self.tokenizer.num_special_tokens_to_add(True)
+        self.labels = 0  # classes of the head, known after warm_up
+        self._feed_mask = "attention_mask" in self._inputs
+        self._feed_types = "token_type_ids" in self._inputs
+        self._feed_positions = "position_ids" in self._inputs
+        first = int(files.config.get("pad_token_id", 1)) + 1 if self.family in _OFFSET_POSITIONS else 0
+        self._position_base = np.arange(first, first + max(max_length, 1), dtype=np.int64)[None, :]
 
     def encode(
         self,
@@ -83,12 +210,15 @@ class CrossEncoder:
         *,
         truncation: Truncation = Truncation.END,
         max_tokens_per_doc: int | None = None,
+        passages: Passages | None = None,
     ) -> list[Pair]:
         """Tokenise every (query, text) pair within the model's limit.
 
         END cuts the document at the limit (and the query at half the limit if it alone is too
         long); NONE raises InvalidArgument naming the first pair that does not fit.
-        `max_tokens_per_doc` cuts each document first, as the caller asked.
+        `max_tokens_per_doc` cuts each document first, as the caller asked. With `passages`, each
+        document becomes one pair per window instead (`Pair.document` says whose), and is never
+        too long.
         """
         q = self.tokenizer.encode(query, add_special_tokens=False)
         room = self.max_length - self._special
@@ -99,6 +229,8 @@ class CrossEncoder:
                 )
             q.truncate(room // 2)
         budget = room - len(q.ids)
+        if passages is not None:
+            return self._passages(q, texts, budget, passages, max_tokens_per_doc)
         keep = budget if max_tokens_per_doc is None else min(budget, max_tokens_per_doc)
         docs = self._encode_prefixes(texts, keep)
         pairs = []
@@ -114,6 +246,39 @@ class CrossEncoder:
                     )
                 doc.truncate(budget)
             pairs.append(self._pair(self.tokenizer.post_process(q, doc)))
+        return pairs
+
+    def _passages(
+        self, q: Encoding, texts: Sequence[str], budget: int, passages: Passages, cut: int | None
+    ) -> list[Pair]:
+        """One pair per window of each document: `passages.tokens` (at most what the query leaves)
+        document tokens, neighbours sharing `stride`; tokenizers' own overflowing windows."""
+        window = min(passages.tokens, budget)
+        stride = min(passages.stride, window // 2)
+        count = 1 if passages.pool == "first" else passages.limit
+        keep = window + (count - 1) * (window - stride)
+        if cut is not None:
+            keep = min(keep, cut)
+        pairs = []
+        for index, doc in enumerate(self._encode_prefixes(texts, keep)):
+            if len(doc.ids) > keep:
+                doc.truncate(keep)  # its overflowing is replaced by the windows' below, if any
+            pieces = [doc]
+            if len(doc.ids) > window:
+                doc.truncate(window, stride)
+                pieces += doc.overflowing
+            for piece in pieces:
+                offsets = piece.offsets
+                encoding = self.tokenizer.post_process(q, piece)
+                pairs.append(
+                    Pair(
+                        ids=np.asarray([encoding.ids], dtype=np.int64),
+                        type_ids=np.asarray([encoding.type_ids], dtype=np.int64),
+                        document=index,
+                        start=offsets[0][0] if offsets else 0,
+                        end=offsets[-1][1] if offsets else 0,
+                    )
+                )
         return pairs
 
     def _encode_prefixes(self, texts: Sequence[str], keep: int) -> list[Encoding]:
@@ -134,10 +299,24 @@ class CrossEncoder:
     def warm_up(self) -> None:
         """Pay for lazy initialisation, and prove the model takes pairs of `max_length` tokens.
 
-        A model directory whose position table is shorter than `max_length` (e.g. 512 for the
-        default model) would fail on the first long document; it fails here, at start-up, instead.
+        A model whose position table is shorter than `max_length` (e.g. 512 for the default model)
+        would fail on the first long document; it fails here, at start-up, instead. Where the
+        model's configs state its limit, that is checked instead of scoring a pair past 1,024
+        tokens (seconds of CPU for a large model at 8,192).
         """
-        self.score_pair(self.encode("warm up", ["the first call pays for lazy initialisation"])[0])
+        if self.position_limit is not None and self.max_length > self.position_limit:
+            raise ValueError(
+                f"max length {self.max_length} is over the {self.position_limit} positions the model"
+                f" has; lower the max length (local_max_length / options.max_length) to what it supports"
+            )
+        first = self.encode("warm up", ["the first call pays for lazy initialisation"])[0]
+        self.score_pair(first)
+        width = self.session.run(None, {"input_ids": first.ids, **self._extra_feeds(first)})[0].shape[-1]
+        if self.activation == "softmax" and width == 1:
+            raise ValueError("activation softmax needs a head of two or more classes; this one has one logit")
+        self.labels = int(width)
+        if self.position_limit is not None and self.max_length > 1024:
+            return
         longest = self.encode("warm up", ["word " * self.max_length])[0]
         try:
             self.score_pair(longest)
@@ -154,16 +333,37 @@ class CrossEncoder:
             type_ids=np.asarray([encoding.type_ids], dtype=np.int64),
         )
 
-    def score_pair(self, pair: Pair) -> float:
-        """Relevance in [0, 1]: the sigmoid of the model's logit (softmax's last class for 2+)."""
-        feeds = {"input_ids": pair.ids, "attention_mask": np.ones_like(pair.ids)}
-        if "token_type_ids" in self._inputs:
+    def _extra_feeds(self, pair: Pair) -> dict[str, np.ndarray]:
+        feeds = {}
+        if self._feed_mask:
+            feeds["attention_mask"] = np.ones_like(pair.ids)
+        if self._feed_types:
             feeds["token_type_ids"] = pair.type_ids
+        if self._feed_positions:
+            feeds["position_ids"] = self._position_base[:, : pair.ids.shape[1]]
+        return feeds
+
+    def score_pair(self, pair: Pair) -> float:
+        """Relevance: the activation of the model's logits (sigmoid of one logit by default)."""
+        feeds = {"input_ids": pair.ids}
+        if self._feed_mask:
+            feeds["attention_mask"] = np.ones_like(pair.ids)
+        if self._feed_types:
+            feeds["token_type_ids"] = pair.type_ids
+        if self._feed_positions:
+            feeds["position_ids"] = self._position_base[:, : pair.ids.shape[1]]
         logits = self.session.run(None, feeds)[0][0]
-        if logits.shape[-1] == 1:
-            return _sigmoid(float(logits[0]))
-        shifted = np.exp(logits - logits.max())
-        return float(shifted[-1] / shifted.sum())
+        activation = self.activation
+        if activation == "auto" or (activation == "sigmoid" and logits.shape[-1] == 1):
+            if logits.shape[-1] == 1:
+                return _sigmoid(float(logits[0]))
+            activation = "softmax"
+        if activation == "softmax":
+            shifted = np.exp(logits - logits.max())
+            return float(shifted[-1] / shifted.sum())
+        if activation == "sigmoid":
+            return _sigmoid(float(logits[-1]))
+        return float(logits[-1])
 
 
 def _sigmoid(x: float) -> float:

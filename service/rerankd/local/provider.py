@@ -13,13 +13,25 @@ Configuration (every provider of kind `local`; the default one is named `local`)
         kind: local
         models: [my-reranker-v1]          # the name callers use; default: local_model_name
         options:
-          model_dir: /models/my-reranker  # model.onnx + tokenizer.json; default: the bundled model
+          model_dir: /models/my-reranker  # a folder of the layouts in rerankd.local.files, or
+          model: BAAI/bge-reranker-v2-m3  # a hub repo id (rerankd.local.hub), with
+          revision: main                  #   a branch, tag or commit; cache_dir: the hub cache
+          onnx_file: onnx/model.onnx      # which ONNX file (default: chosen, see files.choose_onnx)
+          quantized: auto                 # auto | true | false: quantised exports for this CPU
+          activation: sigmoid             # sigmoid | softmax | none (default: saved with the model)
           max_length: 256                 # tokens of query + document; default: local_max_length
           threads: 2                      # scoring workers; default: local_threads (0 = cores)
           max_queued_pairs: 4096          # pairs waiting before RESOURCE_EXHAUSTED
+          passages: {tokens: 256, stride: 64, pool: max}   # long documents as windows (off)
 
-Only the bundled model's files are checked against pinned sha256s; a model directory of your own
-is used as given. The CUDA execution provider is used when onnxruntime has it.
+A request may set or turn off passages with `parameters: {"passages": {...} | true | false}`.
+Each window is one pair to the scheduler (and to the queue bound); a document's score is the max
+(or mean, or first) of its windows', and `Scored.passage` says which window won.
+
+The bundled model's files are checked against pinned sha256s, a hub model's against what the hub
+said when it was fetched; a model directory of your own is used as given. `preflight(providers)`
+does that (and fetches hub models) before the server binds its ports. The CUDA execution provider
+is used when onnxruntime has it.
 """
 
 from __future__ import annotations
@@ -28,22 +40,36 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 from rerankd import errors, metrics, tracing
 from rerankd.config import ProviderConfig
-from rerankd.domain import Scored, Usage, render_text
-from rerankd.local.files import resolve_model_dir, verify_bundled
-from rerankd.local.model import CrossEncoder, Pair
+from rerankd.domain import Passage, Scored, Usage, render_text
+from rerankd.local import hub
+from rerankd.local.files import (
+    BUNDLED_SOURCE,
+    ModelFiles,
+    ModelFilesError,
+    bundled_files,
+    folder_files,
+)
+from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, Passages, family, position_limit
 from rerankd.local.scheduler import FairScheduler
 from rerankd.providers.base import Capabilities, Provider, ProviderCall, ProviderResult
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
 _TOKENIZER_THREADS = 2
+_OPTIONS = (
+    "model_dir, model, revision, cache_dir, onnx_file, quantized, activation, max_length, threads,"
+    " max_queued_pairs, passages"
+)
 
 
 def _cores() -> int:
@@ -51,6 +77,39 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where a local provider's model comes from: a hub repo, a folder, or (neither) the bundled one."""
+
+    repo_id: str | None = None
+    revision: str = "main"
+    cache_dir: Path | None = None
+    model_dir: Path | None = None
+    onnx_file: str | None = None
+    quantized: str = "auto"
+
+    def resolve(self) -> ModelFiles:
+        """The files, fetched and verified as the source requires (ModelFilesError, one line)."""
+        if self.repo_id:
+            cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+            return hub.fetch(
+                self.repo_id,
+                revision=self.revision,
+                cache_dir=self.cache_dir,
+                onnx_file=self.onnx_file,
+                quantized=self.quantized,
+                cuda=cuda,
+            )
+        if self.model_dir is not None:
+            return folder_files(self.model_dir, onnx_file=self.onnx_file, quantized=self.quantized)
+        return bundled_files()
+
+    def describe(self) -> str:
+        if self.repo_id:
+            return f"hub {self.repo_id}@{self.revision}"
+        return f"dir {self.model_dir}" if self.model_dir is not None else BUNDLED_SOURCE
 
 
 class LocalProvider(Provider):
@@ -62,20 +121,32 @@ class LocalProvider(Provider):
         self,
         name: str,
         *,
-        model_dir: Path | None,
+        model_dir: Path | None = None,
         model_name: str,
         max_length: int,
         threads: int,
         max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS,
+        source: ModelSource | None = None,
+        activation: str | None = None,
+        passages: Passages | None = None,
+        explicit_max_length: bool = False,
     ) -> None:
         super().__init__(name)
         if max_queued_pairs < 1:
             raise ValueError(f"provider {name!r}: max_queued_pairs must be at least 1")
-        self.model_dir = model_dir
+        if activation is not None and activation not in ACTIVATIONS:
+            raise ValueError(f"provider {name!r}: activation must be one of {', '.join(ACTIVATIONS)}")
+        self.source = source or ModelSource(model_dir=model_dir)
+        self.model_dir = self.source.model_dir
         self.model_name = model_name
         self.max_length = max_length
+        self.explicit_max_length = explicit_max_length
         self.threads = threads or _cores()
         self.max_queued_pairs = max_queued_pairs
+        self.activation = activation
+        self.passages = passages
+        self.files: ModelFiles | None = None
+        self.family = "bert" if self.source.repo_id is None and self.model_dir is None else "unknown"
         self._encoder: CrossEncoder | None = None
         self._scheduler: FairScheduler[Pair] | None = None
         self._tokenizing = ThreadPoolExecutor(_TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
@@ -85,19 +156,69 @@ class LocalProvider(Provider):
     def create(cls, name: str, config: ProviderConfig, ctx: Any) -> LocalProvider:
         settings = ctx.settings
         options = dict(config.options)
-        model_dir = options.pop("model_dir", None) or settings.model_dir
+        model_dir = options.pop("model_dir", None)
+        repo_id = options.pop("model", None)
+        if model_dir and repo_id:
+            raise ValueError(f"provider {name!r}: options model_dir and model exclude each other")
+        if not model_dir and not repo_id:
+            model_dir, repo_id = settings.model_dir, settings.local_model
+        if model_dir and repo_id:
+            raise ValueError(
+                "model_dir (RERANKD_MODEL_DIR) and local_model (RERANKD_LOCAL_MODEL) exclude each other"
+            )
+        cache_dir = options.pop("cache_dir", None) or settings.local_cache_dir
+        source = ModelSource(
+            repo_id=str(repo_id) if repo_id else None,
+            revision=str(options.pop("revision", settings.local_model_revision)),
+            cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
+            model_dir=Path(model_dir).expanduser() if model_dir else None,
+            onnx_file=options.pop("onnx_file", None),
+            quantized=str(options.pop("quantized", "auto")).lower(),
+        )
+        explicit = "max_length" in options or "local_max_length" in settings.model_fields_set
+        if config.models:
+            model_name = config.models[0]
+        elif source.repo_id and "local_model_name" not in settings.model_fields_set:
+            model_name = source.repo_id.rsplit("/", 1)[-1]
+        else:
+            model_name = settings.local_model_name
         provider = cls(
             name,
-            model_dir=Path(model_dir).expanduser() if model_dir else None,
-            model_name=(config.models[0] if config.models else settings.local_model_name),
+            source=source,
+            model_name=model_name,
             max_length=int(options.pop("max_length", settings.local_max_length)),
+            explicit_max_length=explicit,
             threads=int(options.pop("threads", settings.local_threads)),
             max_queued_pairs=int(options.pop("max_queued_pairs", DEFAULT_MAX_QUEUED_PAIRS)),
+            activation=options.pop("activation", None),
+            passages=_passages_option(name, options.pop("passages", None)),
         )
         if options:
-            known = "model_dir, max_length, threads, max_queued_pairs"
-            raise ValueError(f"provider {name!r}: unknown options {sorted(options)} (known: {known})")
+            raise ValueError(f"provider {name!r}: unknown options {sorted(options)} (known: {_OPTIONS})")
         return provider
+
+    def prepare(self) -> ModelFiles:
+        """Fetch and verify the model's files, and check max_length against its positions
+        (blocking; idempotent). ModelFilesError with one line when they are missing or wrong."""
+        if self.files is not None:
+            return self.files
+        files = self.source.resolve()
+        limit = position_limit(files)
+        if limit is not None and self.max_length > limit:
+            if self.explicit_max_length:
+                raise ModelFilesError(
+                    f"provider {self.name!r}: max_length {self.max_length} is over the {limit} positions"
+                    f" of {files.source}; set max_length to {limit} or less"
+                )
+            self.max_length = limit  # the default (512) on a model with fewer positions
+        self.family = family(files) if files.config else self.family
+        self.files = files
+        return files
+
+    def describe(self) -> dict[str, Any]:
+        """What ListModels / `rerankd models` show of this model: family, max length, source."""
+        source = self.files.source if self.files is not None else self.source.describe()
+        return {"family": self.family, "max_length": self.max_length, "source": source}
 
     def models(self) -> Sequence[str]:
         return (self.model_name,)
@@ -134,19 +255,20 @@ class LocalProvider(Provider):
         self._encoder, self._scheduler = encoder, scheduler
         self.load_seconds = time.perf_counter() - started
         _LOG.info(
-            "local model %s loaded and warmed in %.2fs (%d workers, %s)",
+            "local model %s (%s, max length %d, %s) loaded and warmed in %.2fs (%d workers, %s)",
             self.model_name,
+            encoder.family,
+            self.max_length,
+            encoder.files.source,
             self.load_seconds,
             self.threads,
             encoder.session.get_providers()[0],
         )
 
     def _load(self) -> CrossEncoder:
-        directory, bundled = resolve_model_dir(self.model_dir)
-        if bundled:
-            verify_bundled(directory)
-        encoder = CrossEncoder(directory, max_length=self.max_length)
+        encoder = CrossEncoder(self.prepare(), max_length=self.max_length, activation=self.activation)
         encoder.warm_up()
+        self.family = encoder.family
         return encoder
 
     async def rerank(self, call: ProviderCall) -> ProviderResult:
@@ -160,15 +282,22 @@ class LocalProvider(Provider):
             if text is None:
                 raise errors.invalid(f"documents[{index}]", "has no text to rank")
             texts.append(text)
+        passages = self._passages(call.parameters)
         encoder, scheduler = self.encoder, self.scheduler
         with scheduler.admit(len(texts)) as admission:
             loop = asyncio.get_running_loop()
             pairs = await loop.run_in_executor(
                 self._tokenizing,
                 lambda: encoder.encode(
-                    call.query, texts, truncation=call.truncation, max_tokens_per_doc=call.max_tokens_per_doc
+                    call.query,
+                    texts,
+                    truncation=call.truncation,
+                    max_tokens_per_doc=call.max_tokens_per_doc,
+                    passages=passages,
                 ),
             )
+            if len(pairs) > len(texts):
+                scheduler.grow(admission, len(pairs) - len(texts))  # each window is a pair to score
             tokens = sum(pair.tokens for pair in pairs)
             metrics.LOCAL_PAIRS.observe(len(pairs))
             attributes = {
@@ -183,8 +312,19 @@ class LocalProvider(Provider):
                     raise
                 except Exception as exc:  # onnxruntime failed on a pair: our fault, not the caller's
                     raise errors.Internal(f"{self.name}: the model failed: {exc}") from exc
-        usage = Usage(documents=len(pairs), total_tokens=tokens)
-        return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
+        usage = Usage(documents=len(texts), total_tokens=tokens)
+        if passages is None:
+            return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
+        return ProviderResult(_pool(pairs, scores, len(texts), passages.pool), usage, self.model_name)
+
+    def _passages(self, parameters: Mapping[str, Any]) -> Passages | None:
+        """The request's `parameters.passages` (INVALID_ARGUMENT when malformed), else the model's."""
+        if "passages" not in parameters:
+            return self.passages
+        try:
+            return Passages.parse(parameters["passages"])
+        except ValueError as exc:
+            raise errors.invalid("parameters.passages", str(exc)) from None
 
     async def aclose(self) -> None:
         """Fail queued work with UNAVAILABLE and let the workers finish their current pair."""
@@ -192,3 +332,35 @@ class LocalProvider(Provider):
             self._scheduler.close()
             await asyncio.get_running_loop().run_in_executor(None, self._scheduler.join, 5.0)
         self._tokenizing.shutdown(wait=False, cancel_futures=True)
+
+
+def _passages_option(provider: str, value: Any) -> Passages | None:
+    try:
+        return Passages.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"provider {provider!r}: options.passages {exc}") from None
+
+
+def _pool(pairs: Sequence[Pair], scores: Sequence[float], documents: int, pool: str) -> list[Scored]:
+    """One score per document from its windows' (max, mean or first), with the winning window."""
+    windows: list[list[int]] = [[] for _ in range(documents)]
+    for position, pair in enumerate(pairs):
+        windows[pair.document].append(position)
+    pooled = []
+    for index, mine in enumerate(windows):
+        best = max(range(len(mine)), key=lambda w: scores[mine[w]])
+        score = sum(scores[p] for p in mine) / len(mine) if pool == "mean" else scores[mine[best]]
+        won = pairs[mine[best]]
+        pooled.append(Scored(index, score, Passage(won.start, won.end, best, len(mine))))
+    return pooled
+
+
+def preflight(providers: Mapping[str, Provider]) -> None:
+    """Fetch and verify every local provider's model files, before the server binds its ports.
+
+    Blocking (a first fetch downloads the model). Raises ModelFilesError with a one-line message
+    (`rerankd serve` prints it and exits 2) when a model is missing, unreachable or not verified.
+    """
+    for provider in providers.values():
+        if isinstance(provider, LocalProvider):
+            provider.prepare()

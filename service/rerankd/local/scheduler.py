@@ -205,6 +205,21 @@ class FairScheduler(Generic[T]):
             self._reserved += count
         return Admission(self, count)
 
+    def grow(self, admission: Admission, extra: int) -> None:
+        """`extra` more pairs on an admission (a request's documents became more windows), or
+        QueueFull as `admit` would have refused all of them: its own pairs never block it."""
+        with self._cond:
+            others = self._queued + self._reserved - admission.count
+            if others and others + admission.count + extra > self.max_queued:
+                raise QueueFull(
+                    f"the local model's queue holds {others} pairs; {admission.count + extra} more"
+                    f" would pass its bound of {self.max_queued}",
+                    retry_after=self._drain_time(),
+                    provider=self.provider,
+                )
+            self._reserved += extra
+            admission.count += extra
+
     def _release(self, count: int) -> None:
         with self._cond:
             self._reserved -= count
