@@ -18,6 +18,7 @@ fail() { echo "container smoke: FAILED: $*" >&2; [ -f "$work/container.log" ] &&
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
+[ "$(id -u)" = 0 ] || fail "needs root (apt-get, buildah's storage, runc)"
 missing=()
 for tool in buildah runc debootstrap nsenter; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
