@@ -58,13 +58,14 @@ run: $(RUN_STAMP)
 test: setup $(TEST_DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINTED := service tests bench deploy/*.py deploy/image/*.py .ci/*.py
 lint: setup
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 fmt: setup
-	$(BIN)/ruff check --fix service tests bench
-	$(BIN)/ruff format service tests bench
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

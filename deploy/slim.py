@@ -37,10 +37,10 @@ def slim_carrier() -> int:
         rows = list(csv.reader(handle))
     for row in rows:
         path = (site / row[0]).resolve()
-        if path.is_relative_to(model_dir.resolve()) or path.is_relative_to(info):
-            if path.name != "entry_points.txt":  # its console scripts are gone
-                kept.append(row)
-                continue
+        wanted = path.is_relative_to(model_dir.resolve()) or path.is_relative_to(info)
+        if wanted and path.name != "entry_points.txt":  # its console scripts go
+            kept.append(row)
+            continue
         if path.is_file():
             freed += path.stat().st_size
             path.unlink()

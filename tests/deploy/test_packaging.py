@@ -58,7 +58,7 @@ def _distributions(venv: Path) -> set[str]:
 
 
 def _mib(path: Path) -> float:
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink()) / 2**20
+    return sum(p.lstat().st_blocks * 512 for p in path.rglob("*")) / 2**20  # as du counts
 
 
 def _env() -> dict[str, str]:
