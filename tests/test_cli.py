@@ -122,8 +122,22 @@ UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
         ([], {}, BAD_YAML, "rerankd.yaml"),
         ([], {}, UNKNOWN_KIND, "unknown kind 'nope'"),
         ([], {"RERANKD_MODEL_DIR": "/nonexistent-model"}, None, "lacks model.onnx"),
+        (["--log-level", "LOUD"], {}, None, "log_level"),
+        ([], {"RERANKD_AUTH_TOKENS_FILE": "/nonexistent/tokens"}, None, "cannot read /nonexistent/tokens"),
+        ([], {"RERANKD_TLS_CERT_FILE": "/no/c", "RERANKD_TLS_KEY_FILE": "/no/k"}, None, "tls_cert_file"),
     ],
-    ids=["port-range", "port-not-int", "port-env", "config-missing", "config-yaml", "kind", "model-dir"],
+    ids=[
+        "port-range",
+        "port-not-int",
+        "port-env",
+        "config-missing",
+        "config-yaml",
+        "kind",
+        "model-dir",
+        "log-level",
+        "tokens-file",
+        "tls-files",
+    ],
 )
 def test_configuration_errors_are_one_line_and_exit_2(
     tmp_path: Path, args: list[str], env: dict[str, str], config: str | None, says: str

@@ -225,11 +225,14 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
         _preflight(settings)
+        try:
+            logs.configure(settings.log_level)
+        except ValueError as exc:
+            raise ValueError(f"log_level: {exc}") from None
     except ValidationError as exc:
         return _refuse(_settings_problems(exc))
-    except (OSError, ValueError, yaml.YAMLError, ModelFilesError) as exc:
+    except (OSError, ValueError, yaml.YAMLError, ModelFilesError, errors.RerankError) as exc:
         return _refuse(str(exc))
-    logs.configure(settings.log_level)
     from rerankd.server import serve
 
     refused = (OSError, ValueError, ModelFilesError, errors.InvalidArgument, errors.ProviderMisconfigured)
@@ -248,11 +251,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _preflight(settings: Settings) -> None:
-    """What start-up would refuse after binding, refused before: unknown provider kinds, and an
-    embedded-model provider without its files (ModelFilesError). Nothing is loaded."""
+    """What start-up would refuse, refused first and in one line: unreadable token or TLS files,
+    unknown provider kinds, an embedded-model provider without its files (ModelFilesError).
+    Nothing is loaded or bound."""
+    from rerankd import auth, tls
     from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
     from rerankd.providers.registry import REGISTRY
 
+    auth.Authenticator.from_settings(settings)  # reads the token file (ValueError if it cannot)
+    tls.server_credentials(settings)  # reads the certificates (ValueError if it cannot)
     for name, config in settings.providers.items():
         if config.kind not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
