@@ -235,10 +235,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _refuse(str(exc))
     from rerankd.server import serve
 
-    refused = (OSError, ValueError, ModelFilesError, errors.InvalidArgument, errors.ProviderMisconfigured)
     try:
         eventloop.run(serve(settings))
-    except refused as exc:
+    except (OSError, ValueError, ModelFilesError, errors.RerankError) as exc:
         # Refused while starting (unknown provider kind, a port in use, a changed model file): one
         # line, no traceback, and no clean-up noise from a loop that is already closed.
         _refuse(str(exc))
