@@ -109,7 +109,7 @@ python3 -c 'import json,sys; r=json.loads(sys.argv[1])["results"]; assert r[0]["
   || fail "Paris is not first"
 metrics=$("${beside[@]}" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())') \
   || fail "GET /metrics"
-grep -q '^rerankd_calls_total{.*method="Rerank".*} 1' <<<"$metrics" || fail "/metrics does not count the call"
+grep -q '^rerankd_calls_total{.*method="rerankd.v1.RerankService/Rerank".*} 1' <<<"$metrics" || fail "/metrics does not count the call"
 
 echo "== SIGTERM with a call in flight"
 python3 - "$work/long.txt" <<'PY'
@@ -123,7 +123,7 @@ PY
   --file "$work/long.txt" --json --timeout 120 >"$work/long.json" 2>"$work/long.err" &
 call=$!
 for _ in $(seq 1 100); do
-  grep -q '"method":"Rerank"\|rerankd_in_flight_calls{method="Rerank"} 1' <(
+  grep -q '"method":"rerankd.v1.RerankService/Rerank"\|rerankd_in_flight_calls{method="rerankd.v1.RerankService/Rerank"} 1' <(
     "${beside[@]}" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())'
   ) && break
   sleep 0.1
