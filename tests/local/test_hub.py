@@ -110,7 +110,7 @@ def test_serve_downloads_verifies_serves_then_serves_from_the_cache_and_refuses_
     refused = _cli("serve", "--host", "127.0.0.1", "--port", str(port), env=env)
     assert refused.returncode == 2, refused.stderr
     lines = [line for line in refused.stderr.splitlines() if not line.startswith("{")]  # not log lines
-    assert len(lines) == 1 and lines[0].startswith("rerankd: cached "), refused.stderr
+    assert len(lines) == 1 and lines[0].startswith("rerankd serve: cached "), refused.stderr
     assert "sha256" in lines[0] and "verified when it was fetched" in lines[0]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # free: the refused server bound nothing
