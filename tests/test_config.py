@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rerankd.config import ProviderConfig, load_settings
+from rerankd.config import ProviderConfig, Settings, load_settings, unknown_variables
 
 
 def test_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +52,18 @@ def test_unknown_settings_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("RERANKD_CONFIG", str(config))
     with pytest.raises(ValueError, match="prot"):
         load_settings()
+
+
+def test_unknown_variables_know_the_providers_key_variables_and_the_nested_settings() -> None:
+    settings = Settings(providers={"co": {"kind": "cohere", "api_key_env": "RERANKD_COHERE_EU_KEY"}})
+    environ = {
+        "RERANKD_COHERE_EU_KEY": "k",  # a configured provider's key variable
+        "RERANKD_PROVIDERS__CO__TIMEOUT_S": "3",
+        "RERANKD_TARGET": "unix:///sock/rerankd.sock",  # the sidecar's, for the app beside it
+        "rerankd_http_prot": "1",  # read case-insensitively, so warned about too
+        "OTHER_PORT": "1",
+    }
+    assert unknown_variables(settings, environ) == [
+        "environment variable rerankd_http_prot is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_HTTP_PORT?"
+    ]
