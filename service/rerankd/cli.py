@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host", help="HTTP API listen address (default: --host; RERANKD_HTTP_HOST)")
     serve.add_argument("--http-port", type=int, help="HTTP API port (default 8080; RERANKD_HTTP_PORT)")
     serve.add_argument(
+        "--tei-port",
+        type=int,
+        help="serve TEI's own paths (/rerank, /info, /health) here too (RERANKD_TEI_PORT)",
+    )
+    serve.add_argument(
         "--no-http", dest="http_enabled", action="store_false", default=None, help="serve gRPC only"
     )
     serve.add_argument("--config", help="YAML file of providers and routes (RERANKD_CONFIG)")
@@ -221,6 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
             bind=args.bind,
             http_host=args.http_host,
             http_port=args.http_port,
+            tei_port=args.tei_port,
             http_enabled=args.http_enabled,
             config=args.config,
             grace_period_s=args.grace_period,

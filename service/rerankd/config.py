@@ -210,6 +210,14 @@ class Settings(BaseSettings):
     http_enabled: bool = Field(True, description="Serve the HTTP/JSON API (Cohere/Pinecone/Portkey/TEI).")
     http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    tei_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="A second HTTP port serving the TEI dialect on TEI's own paths (POST /rerank, GET /info,"
+        " GET /health), so TEI clients only change the host; unset = off, 0 picks a free one. Needs"
+        " http_enabled; listens on http_host.",
+    )
     grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
     max_connection_age_s: float = Field(
         0.0,
@@ -328,6 +336,14 @@ class Settings(BaseSettings):
                     f"callers: {name[:64]!r} is neither a caller name ({CALLER_NAME.pattern}) nor '*'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _check_tei_port(self) -> Settings:
+        if self.tei_port is not None and not self.http_enabled:
+            raise ValueError("tei_port serves the TEI dialect of the HTTP API: it needs http_enabled")
+        if self.tei_port and self.tei_port == self.http_port:
+            raise ValueError(f"tei_port and http_port are both {self.http_port}: TEI needs a port of its own")
+        return self
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:
