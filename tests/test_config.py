@@ -67,3 +67,15 @@ def test_unknown_variables_know_the_providers_key_variables_and_the_nested_setti
         "environment variable rerankd_http_prot is not a rerankd setting and is ignored;"
         " did you mean RERANKD_HTTP_PORT?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"tei_port": 8081, "http_enabled": False}, "it needs http_enabled"),
+        ({"tei_port": 8080, "http_port": 8080}, "TEI needs a port of its own"),
+    ],
+)
+def test_tei_port_needs_the_http_api_and_a_port_of_its_own(values: dict[str, object], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        Settings(**values)
