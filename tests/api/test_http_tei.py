@@ -21,6 +21,7 @@ from tei_client import HttpClient, ModelType
 
 from tests.conftest import running_app
 from tests.examples import FRANCE_BEST, FRANCE_DOCS, FRANCE_QUERY
+from tests.local.graphs import write_model
 from tests.support import free_port, server_process
 from tests.test_auth import write_tokens
 
@@ -160,3 +161,26 @@ def test_rerankd_serve_tei_port_flag(tmp_path: Path) -> None:
         }
     assert f"TEI API on http://127.0.0.1:{port}" in server.log()
     assert json.dumps(FRANCE_DOCS[0])[1:-1] not in server.log()
+
+
+@pytest.mark.parametrize(
+    ("labels", "config", "id2label"),
+    [
+        (1, {"id2label": {"0": "relevant"}, "label2id": {"relevant": 0}}, {"0": "relevant"}),
+        (2, {}, {"0": "LABEL_0", "1": "LABEL_1"}),  # no labels in config.json: the head's classes
+    ],
+)
+async def test_info_of_a_model_folder_comes_from_its_files(
+    tmp_path: Path, labels: int, config: dict[str, object], id2label: dict[str, str]
+) -> None:
+    folder = write_model(tmp_path / "model", labels=labels, config=config)
+    async with (
+        running_app(model_dir=folder, local_max_length=64, tei_port=0) as app,
+        httpx.AsyncClient() as http,
+    ):
+        reply = await http.get(f"http://{app.tei_address}/info", timeout=30)
+    info = bodies.TeiInfo.model_validate(reply.json())
+    assert (info.model_id, info.model_sha, info.model_dtype) == (str(folder), None, "float32")
+    assert info.model_type.reranker.id2label == id2label
+    assert info.model_type.reranker.label2id == {label: int(i) for i, label in id2label.items()}
+    assert info.max_input_length == info.max_batch_tokens == 64

@@ -22,9 +22,8 @@ from rerankd.api.http.bodies import TeiError, TeiInfo, TeiRequest, TeiResponse
 from rerankd.api.pipeline import CallIds, Pipeline
 from rerankd.config import DEFAULT_ALIAS
 from rerankd.domain import Document, Ranked, RerankQuery, Truncation
-from rerankd.local.files import BUNDLED_DTYPE, BUNDLED_MODEL_ID
+from rerankd.local.files import BUNDLED_DTYPE, BUNDLED_MODEL_ID, BUNDLED_SOURCE, ModelFiles
 from rerankd.local.provider import TOKENIZER_THREADS, LocalProvider
-from rerankd.router import Target
 
 _QUANTIZED_NAME = re.compile(r"(?:^|[_.-])(q?u?int8|quantized)(?:[_.-]|$)")
 
@@ -57,21 +56,19 @@ def _info(served: Served) -> tuple[int, Any]:
         "docker_label": None,
     }
     if isinstance(target.provider, LocalProvider):
-        info.update(_local_info(target))
+        info.update(_local_info(target.provider))
     return 200, info
 
 
-def _local_info(target: Target) -> dict[str, Any]:
+def _local_info(provider: LocalProvider) -> dict[str, Any]:
     """The embedded model's side of TEI's Info, from the files and graph it serves."""
-    provider = target.provider
-    assert isinstance(provider, LocalProvider)
     encoder = provider.encoder  # Unavailable while it loads
     files, source = encoder.files, provider.source
     config = files.config
     id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(max(encoder.labels, 1))}
     label2id = config.get("label2id") or {label: int(i) for i, label in id2label.items()}
     if source.repo_id:
-        model_id, sha = source.repo_id, files.source.rpartition("@")[2] or None
+        model_id, sha = source.repo_id, files.source.partition("@")[2] or None  # "hub org/name@<commit>"
     elif source.model_dir is not None:
         model_id, sha = str(source.model_dir), None
     else:
@@ -79,7 +76,7 @@ def _local_info(target: Target) -> dict[str, Any]:
     return {
         "model_id": model_id,
         "model_sha": sha,
-        "model_dtype": _dtype(provider, encoder.session.get_outputs()[0].type),
+        "model_dtype": _dtype(files, encoder.session.get_outputs()[0].type),
         "model_type": {"reranker": {"id2label": dict(id2label), "label2id": dict(label2id)}},
         "max_input_length": provider.max_length,
         # The scheduler scores one pair at a time (rerankd.local.model says why): a batch is one pair.
@@ -89,13 +86,12 @@ def _local_info(target: Target) -> dict[str, Any]:
     }
 
 
-def _dtype(provider: LocalProvider, output_type: str) -> str:
+def _dtype(files: ModelFiles, output_type: str) -> str:
     """The weights' type: int8 for the bundled model and quantised exports (by their file names,
     files.choose_onnx's), else the graph's output type (`tensor(float16)` -> float16)."""
-    files = provider.files
-    if files is not None and files.source.startswith("bundled"):
+    if files.source == BUNDLED_SOURCE:
         return BUNDLED_DTYPE
-    found = _QUANTIZED_NAME.search(files.onnx.name if files is not None else "")
+    found = _QUANTIZED_NAME.search(files.onnx.name)
     if found is not None:
         return "uint8" if "uint8" in found.group(1) else "int8"
     element = output_type.removeprefix("tensor(").removesuffix(")")
