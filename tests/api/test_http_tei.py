@@ -184,3 +184,16 @@ async def test_info_of_a_model_folder_comes_from_its_files(
     assert info.model_type.reranker.id2label == id2label
     assert info.model_type.reranker.label2id == {label: int(i) for i, label in id2label.items()}
     assert info.max_input_length == info.max_batch_tokens == 64
+
+
+async def test_rerankd_s_own_tei_provider_serves_through_tei_port(tei_app: App) -> None:
+    """rerankd in front of rerankd: the `tei` provider (written to TEI's documented API) as a client."""
+    upstream = {"kind": "tei", "base_url": f"http://{tei_app.tei_address}", "models": ["upstream-reranker"]}
+    body = {"model": "upstream-reranker", "query": FRANCE_QUERY, "documents": FRANCE_DOCS}
+    async with (
+        running_app(local_enabled=False, providers={"upstream": upstream}) as front,
+        httpx.AsyncClient() as http,
+    ):
+        reply = await http.post(f"http://{front.http_address}/v2/rerank", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["results"][0]["index"] == FRANCE_BEST and reply.headers["x-provider"] == "upstream"
