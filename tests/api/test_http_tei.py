@@ -197,3 +197,10 @@ async def test_rerankd_s_own_tei_provider_serves_through_tei_port(tei_app: App) 
         reply = await http.post(f"http://{front.http_address}/v2/rerank", json=body, timeout=30)
     assert reply.status_code == 200, reply.text
     assert reply.json()["results"][0]["index"] == FRANCE_BEST and reply.headers["x-provider"] == "upstream"
+
+
+async def test_info_without_a_default_route_is_teis_error_naming_the_way_out() -> None:
+    async with running_app(local_enabled=False, routes={}, tei_port=0) as app, httpx.AsyncClient() as http:
+        reply = await http.get(f"http://{app.tei_address}/info", timeout=30)
+    assert reply.status_code == 404 and reply.json()["error_type"] == "Backend"
+    assert "'default' is not served here" in reply.json()["error"]

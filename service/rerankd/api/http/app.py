@@ -115,7 +115,8 @@ class RerankHttpApi:
     async def look_up(self, request: Request, dialect: Dialect[Any], lookup: Lookup) -> Response:
         """Answer one of `dialect`'s GET endpoints; errors in its shape, ids as on every answer."""
         headers = lower_headers(request.scope)
-        out_headers = _id_headers(identify("", TraceContext(), headers), headers, dialect.portkey_ids)
+        ids = identify("", TraceContext(), headers)
+        out_headers = _id_headers(ids, headers, dialect.portkey_ids)
         try:
             if not lookup.public:
                 await self.authorize(headers)
@@ -124,6 +125,9 @@ class RerankHttpApi:
             status, payload = dialect.error(dialect.presented(exc))
             if exc.retry_after is not None:
                 out_headers["retry-after"] = str(max(math.ceil(exc.retry_after), 0))
+        except Exception:
+            _LOG.exception("unexpected error in GET %s (request id %s)", request.url.path, ids.request_id)
+            status, payload = dialect.error(errors.internal_for(ids.request_id))
         if payload is None:
             return Response(status_code=status, headers=out_headers)
         return _json(status, payload, out_headers)
