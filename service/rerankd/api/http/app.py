@@ -42,10 +42,11 @@ Authorizer = Callable[[Mapping[str, str]], Awaitable[None]]
 
 
 async def admit_everyone(headers: Mapping[str, str]) -> None:
-    """The authorizer used until auth lands (issue 8): every caller is admitted, no header is read.
+    """The authorizer when authentication is off: every caller is admitted, no header is read.
 
-    Auth plugs in here (Bearer or Api-Key, the same tokens as on gRPC); a refusal raised as
-    errors.Unauthenticated is reported in each dialect's own error shape with status 401.
+    With authentication configured, server.build passes `auth.http_authorizer` instead (Bearer or
+    Api-Key, the same tokens as on gRPC); a refusal raised as errors.Unauthenticated is reported in
+    each dialect's own error shape with status 401.
     """
 
 
