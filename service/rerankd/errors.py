@@ -125,6 +125,13 @@ class InvalidArgument(RerankError):
     reason = "INVALID_ARGUMENT"
 
 
+class BodyTooLarge(InvalidArgument):
+    """The HTTP caller's body is over max_receive_message_bytes (HTTP 413, in every dialect)."""
+
+    http_status = 413
+    reason = "BODY_TOO_LARGE"
+
+
 class NotFound(RerankError):
     code = grpc.StatusCode.NOT_FOUND
     http_status = 404

@@ -185,7 +185,7 @@ class RerankHttpApi:
         limit = self.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise errors.invalid("body", f"is larger than {limit} bytes")
+            raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
         timeout = self.settings.http_body_timeout_s
@@ -194,7 +194,7 @@ class RerankHttpApi:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
-                        raise errors.invalid("body", f"is larger than {limit} bytes")
+                        raise _too_large(limit)
                     chunks.append(chunk)
         except TimeoutError:
             raise errors.SlowUpload(
@@ -202,6 +202,11 @@ class RerankHttpApi:
                 field_violations=[("body", f"not received within {timeout:g} s")],
             ) from None
         return b"".join(chunks)
+
+
+def _too_large(limit: int) -> errors.BodyTooLarge:
+    description = f"is larger than {limit} bytes"
+    return errors.BodyTooLarge(f"body: {description}", field_violations=[("body", description)])
 
 
 def _id_headers(ids: CallIds, headers: Mapping[str, str], portkey: bool) -> dict[str, str]:

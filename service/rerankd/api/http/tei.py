@@ -175,8 +175,8 @@ class Tei(Dialect[TeiRequest]):
         status = exc.http_status
         if isinstance(exc, _EmptyTexts):
             kind = "Empty"
-        elif isinstance(exc, errors.InvalidArgument):
-            kind, status = "Validation", 422
+        elif isinstance(exc, errors.InvalidArgument):  # 422 as TEI's, but 413 stays 413
+            kind, status = "Validation", 422 if status == 400 else status
         elif isinstance(exc, errors.ResourceExhausted):
             kind = "Overloaded"
         elif isinstance(exc, errors.Unavailable):
