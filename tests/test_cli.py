@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,31 @@ def test_unknown_rerankd_variables_are_warned_about_one_line_each(tmp_path: Path
         " no setting has a similar name",
     ]
     assert "secret-looking-value" not in log
+
+
+@pytest.mark.parametrize(
+    ("taken", "says"),
+    [
+        ("RERANKD_PORT", "gRPC: could not bind 127.0.0.1:{port}"),
+        ("RERANKD_HTTP_PORT", "HTTP: could not bind 127.0.0.1:{port} (Address already in use)"),
+        ("RERANKD_METRICS_PORT", "metrics: could not bind 127.0.0.1:{port} (Address already in use;"),
+    ],
+)
+def test_a_port_in_use_ends_with_one_line_naming_it_and_exit_2(taken: str, says: str) -> None:
+    child = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    ports = {"RERANKD_PORT": "0", "RERANKD_HTTP_PORT": "0", "RERANKD_METRICS_PORT": "0"}
+    with socket.socket() as holder:  # a listener of another process's, on the port rerankd is given
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "rerankd.cli", "serve"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child | ports | {taken: str(port)},
+        )
+    assert done.returncode == 2, done
+    assert done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    # gRPC's core prints its own line first (E... add_port.cc); rerankd's is the last
+    assert says.format(port=port) in done.stderr.splitlines()[-1], done.stderr
