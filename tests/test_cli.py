@@ -220,3 +220,21 @@ def test_a_port_in_use_ends_with_one_line_naming_it_and_exit_2(taken: str, says:
     assert done.stdout == "" and "Traceback" not in done.stderr, done.stderr
     # gRPC's core prints its own line first (E... add_port.cc); rerankd's is the last
     assert says.format(port=port) in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_bad_client_arguments_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Refused before any call is made (no server needed): each is one line naming what is wrong."""
+    bad_json = tmp_path / "docs.jsonl"
+    bad_json.write_text('{"text": "fine"}\n{"text": \n')
+    latin1 = tmp_path / "docs.txt"
+    latin1.write_bytes(b"caf\xe9\n")
+    for args, says in (
+        (["--file", str(tmp_path / "missing.jsonl")], "missing.jsonl: No such file or directory"),
+        (["--file", str(bad_json)], "docs.jsonl:2: not JSON"),
+        (["--file", str(latin1)], "docs.txt: 'utf-8' codec can't decode"),
+        (["--doc", "a", "--top-n", "-1"], "--top-n: -1: must be 0 (all) or more"),
+    ):
+        done = cli("rerank", "q", *args, "--target", "127.0.0.1:1", "--timeout", "1")
+        assert done.returncode in (1, 2) and done.stdout == "", done
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+        assert says in done.stderr, done.stderr
