@@ -132,6 +132,14 @@ class BodyTooLarge(InvalidArgument):
     reason = "BODY_TOO_LARGE"
 
 
+class NotJson(InvalidArgument):
+    """The HTTP caller declared a body that is not JSON (HTTP 415): a browser's form or text/plain
+    post, which a web page may send cross-origin to a local rerankd without a CORS preflight."""
+
+    http_status = 415
+    reason = "UNSUPPORTED_MEDIA_TYPE"
+
+
 class NotFound(RerankError):
     code = grpc.StatusCode.NOT_FOUND
     http_status = 404

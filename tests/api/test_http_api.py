@@ -308,6 +308,25 @@ async def test_an_integer_is_a_valid_float_field(http: httpx.AsyncClient) -> Non
     assert reply.status_code == 200, reply.text
 
 
+async def test_a_body_declared_as_anything_but_json_is_a_415(http: httpx.AsyncClient) -> None:
+    body = b'{"query": "q", "documents": ["a"]}'
+    for kind in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data"):
+        reply = await http.post("/v2/rerank", content=body, headers={"content-type": kind})
+        media = kind.split(";")[0]
+        assert (reply.status_code, reply.json()) == (
+            415,
+            {"message": f"content-type: is '{media}'; the body must be JSON (application/json)"},
+        )
+    tei = await http.post(
+        "/tei/rerank", content=b'{"query": "q", "texts": ["a"]}', headers={"content-type": "text/plain"}
+    )
+    assert tei.status_code == 415 and tei.json()["error_type"] == "Validation"
+    for kind in ("application/json; charset=utf-8", "application/vnd.api+json", None):
+        headers = {"content-type": kind} if kind else {}
+        reply = await http.post("/v2/rerank", content=body, headers=headers)
+        assert reply.status_code == 200, (kind, reply.text)
+
+
 async def test_unknown_routes_and_methods_answer_json(http: httpx.AsyncClient) -> None:
     missing = await http.post("/v3/rerank", json={})
     assert (missing.status_code, missing.json()) == (404, {"message": "Not Found: POST /v3/rerank"})
