@@ -138,7 +138,7 @@ async def test_malformed_passages_are_invalid_argument(
     [("max", 0.9), ("mean", None), ("first", None)],
 )
 def test_pools(encoder: CrossEncoder, pool: str, expected: float | None) -> None:
-    from rerankd.local.provider import _pool
+    from rerankd.passages import pool as _pool
 
     pairs = encoder.encode(FRANCE_QUERY, [LONG], passages=Passages(pool=pool))
     scores = [encoder.score_pair(p) for p in pairs]
