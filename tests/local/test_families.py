@@ -15,6 +15,7 @@ from rerankd.config import ProviderConfig, Settings
 from rerankd.local.files import ModelFilesError
 from rerankd.local.model import CrossEncoder
 from rerankd.local.provider import LocalProvider
+from rerankd.providers.base import ModelDescription
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.conftest import running_app, stub_for
@@ -124,10 +125,10 @@ def test_max_length_is_checked_against_the_model_before_loading(xlmr: Path) -> N
         provider(max_length=9000).prepare()
     assert provider(max_length=8192).prepare().config["model_type"] == "xlm-roberta"
     described = provider().describe()
-    assert described["max_length"] == 512  # the default, within the model's limit
+    assert described.max_length == 512  # the default, within the model's limit
     fresh = provider()
     fresh.prepare()
-    assert fresh.describe() == {"family": "xlm-roberta", "max_length": 512, "source": f"dir {xlmr}"}
+    assert fresh.describe() == ModelDescription("xlm-roberta", 512, f"dir {xlmr}")
 
 
 async def test_an_xlm_roberta_model_from_the_hub_is_served_at_8192_tokens(
@@ -150,13 +151,13 @@ async def test_an_xlm_roberta_model_from_the_hub_is_served_at_8192_tokens(
             )
             assert (reply.provider, reply.model) == ("xlmr", "xlm-reranker")
             assert reply.usage.total_tokens == 9 + 8192  # <s> paris </s></s> the city <unk> paris </s>
-            provider = app.providers["xlmr"]
-            assert isinstance(provider, LocalProvider)
-            assert provider.describe() == {
-                "family": "xlm-roberta",
-                "max_length": 8192,
-                "source": "hub tiny/xlm-reranker@0123456789abcdef0123456789abcdef01234567",
-            }
+            listed = await stub.ListModels(pb.ListModelsRequest(), timeout=10)
+            (target,) = next(m for m in listed.models if m.name == "xlm-reranker").targets
+            assert (target.family, target.max_length, target.source) == (
+                "xlm-roberta",
+                8192,
+                "hub tiny/xlm-reranker@0123456789abcdef0123456789abcdef01234567",
+            )
 
 
 @pytest.mark.parametrize(
@@ -185,6 +186,6 @@ def test_a_hub_model_answers_to_its_repo_name_unless_named() -> None:
         "BAAI/bge-reranker-v2-m3",
         "main",
     )
-    assert default.describe()["source"] == "hub BAAI/bge-reranker-v2-m3@main"  # before it is fetched
+    assert default.describe().source == "hub BAAI/bge-reranker-v2-m3@main"  # before it is fetched
     named = LocalProvider.create("local", ProviderConfig(kind="local", models=["m3"]), ctx)
     assert named.model_name == "m3"

@@ -62,7 +62,7 @@ from rerankd.local.files import (
 from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, family, position_limit
 from rerankd.local.scheduler import FairScheduler
 from rerankd.passages import Passages, pool, requested
-from rerankd.providers.base import Capabilities, Provider, ProviderCall, ProviderResult
+from rerankd.providers.base import Capabilities, ModelDescription, Provider, ProviderCall, ProviderResult
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
@@ -216,10 +216,10 @@ class LocalProvider(Provider):
         self.files = files
         return files
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, model: str = "") -> ModelDescription:
         """What ListModels / `rerankd models` show of this model: family, max length, source."""
         source = self.files.source if self.files is not None else self.source.describe()
-        return {"family": self.family, "max_length": self.max_length, "source": source}
+        return ModelDescription(family=self.family, max_length=self.max_length, source=source)
 
     def models(self) -> Sequence[str]:
         return (self.model_name,)
