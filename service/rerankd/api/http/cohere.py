@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rerankd import errors
-from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, search_units
+from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, passage_json, search_units
 from rerankd.api.http.bodies import CohereV1Request, CohereV2Request, PortkeyRequest
 from rerankd.api.pipeline import CallIds
 from rerankd.domain import Ranked, RerankQuery, Truncation
@@ -23,6 +23,8 @@ class _Cohere(Dialect[BodyT]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if echo:
                 result["document"] = echoed(documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         meta: dict[str, Any] = {
             "api_version": {"version": self.version},
@@ -100,6 +102,8 @@ class Portkey(Dialect[PortkeyRequest]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if body.return_documents:
                 result["document"] = echoed(body.documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         return {
             "id": ids.request_id,
