@@ -165,3 +165,20 @@ def test_configuration_errors_are_one_line_and_exit_2(
     assert done.returncode == 2, done
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_models_shows_what_a_hosted_target_knows(tmp_path: Path) -> None:
+    config = tmp_path / "rerankd.yaml"
+    config.write_text(
+        "providers:\n"
+        "  tei:\n"
+        "    kind: tei\n"
+        "    base_url: http://127.0.0.1:9\n"  # never called: ListModels asks no provider
+        "    models: [reranker]\n"
+        "    options: {max_input_length: 384, passages: {tokens: 256}}\n"
+    )
+    with server_process("--config", str(config), tmp_path=tmp_path) as server:
+        models = cli("models", "--target", server.address)
+    assert models.returncode == 0, models.stderr
+    row = next(line for line in models.stdout.splitlines() if line.startswith("reranker "))
+    assert row.split() == ["reranker", "model", "tei/reranker", "tei", "-", "384", "-"]
