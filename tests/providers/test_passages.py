@@ -170,3 +170,25 @@ def test_windows_overlap_by_the_stride_in_either_count(counter: object) -> None:
     assert [starts.index(w.start) for w in mine[:3]] == [0, 48, 96]  # a window every 64 - 16 tokens
     assert [ends.index(w.end) for w in mine[:2]] == [63, 111]
     assert mine[-1].end == len(LONG) and len(mine) == 1 + -(-(len(offsets) - 64) // 48)
+
+
+async def test_a_list_longer_than_the_providers_batch(stub: pb_grpc.RerankServiceStub, tei: TeiFake) -> None:
+    docs = [f"Town number {i} is the capital of region {i}." for i in range(20)]
+    docs[13] = LONG
+    request = pb.RerankRequest(
+        model="reranker-long", query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in docs]
+    )
+    configured = await stub.Rerank(request, timeout=30)  # the wrapper batches, the passage survives
+    assert configured.results[0].index == 13 and configured.results[0].passage.count > 5
+    assert all(len(texts) <= BATCH for texts in _sent(tei)) and len(configured.results) == 20
+    tei.clear()
+    request.model = "reranker"
+    request.parameters.update({"passages": WINDOWS})  # chunked by the router first, then split
+    asked = await stub.Rerank(request, timeout=30)
+    assert asked.results[0].index == 13 and len(asked.results) == 20
+    assert all(len(texts) <= BATCH for texts in _sent(tei))
+    tei.clear()
+    request.model = "reranker-long"
+    request.parameters.update({"passages": False})
+    off = await stub.Rerank(request, timeout=30)
+    assert off.results[-1].index == 13 and sorted(len(t) for t in _sent(tei)) == [4, 8, 8]  # concurrent

@@ -93,9 +93,11 @@ def default_counter() -> Counter:
 
     try:
         path = bundled_model_dir() / "tokenizer.json"
-        tokenizer = Tokenizer.from_file(str(path))
     except ModelFilesError:  # a hosted-only install
         return CharacterCounter()
+    if not path.is_file():
+        return CharacterCounter()
+    tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return TokenizerCounter(tokenizer)
