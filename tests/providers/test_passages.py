@@ -106,7 +106,7 @@ async def test_with_passages_the_long_document_ranks_first_with_offsets_and_hone
     assert LONG[won.start : won.end] in texts  # the window is the document's own characters
     assert all(len(FRANCE_QUERY.split()) + len(text.split()) <= CUT for text in texts)  # none cut by TEI
     windows = [text for text in texts if text in LONG]
-    assert windows[0] == LONG[: len(windows[0])] and SENTENCE in "".join(windows)
+    assert any(LONG.startswith(w) for w in windows) and any(SENTENCE in w for w in windows)  # any order
     assert [r.passage.count for r in reply.results[1:]] == [1, 1]
     assert all("passages" not in request.json() for request in tei.requests)
 
