@@ -12,7 +12,7 @@ import cohere
 import httpx
 import pytest
 from pinecone import Pinecone
-from rerankd.api import http_api
+from rerankd.api.http import bodies
 from rerankd.server import App
 
 from tests.conftest import running_app
@@ -40,7 +40,7 @@ async def test_cohere_shapes_carry_the_passage_and_the_sdks_parse_them(passages_
             reply = await http.post(path, json={"model": "default", "query": FRANCE_QUERY, "documents": DOCS})
             assert reply.status_code == 200, reply.text
             data = reply.json()
-            http_api.CohereResponse.model_validate(data)
+            bodies.CohereResponse.model_validate(data)
             assert data["results"][0]["index"] == 1 and covers_the_sentence(data["results"][0]["passage"])
             assert [r["passage"]["count"] for r in data["results"][1:]] == [1, 1]
     v2 = cohere.ClientV2(api_key="test-key", base_url=base_url, timeout=60)
@@ -56,7 +56,7 @@ async def test_tei_shape_has_no_passage_field(passages_app: App) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         reply = await http.post("/tei/rerank", json={"query": FRANCE_QUERY, "texts": DOCS})
     ranks = reply.json()
-    http_api.TeiResponse.model_validate(ranks)  # closed shape: an extra field would fail here
+    bodies.TeiResponse.model_validate(ranks)  # closed shape: an extra field would fail here
     assert ranks[0]["index"] == 1
 
 
@@ -65,11 +65,11 @@ async def test_per_request_passages_in_the_portkey_and_pinecone_shapes(local_app
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         body = {"query": FRANCE_QUERY, "documents": DOCS, "parameters": {"passages": PASSAGES}}
         portkey = (await http.post("/portkey/v1/rerank", json=body)).json()
-        http_api.PortkeyResponse.model_validate(portkey)
+        bodies.PortkeyResponse.model_validate(portkey)
         assert portkey["results"][0]["index"] == 1 and covers_the_sentence(portkey["results"][0]["passage"])
         pinecone_body = {**body, "model": "default", "documents": [{"text": d} for d in DOCS]}
         raw = (await http.post("/rerank", json=pinecone_body)).json()
-        http_api.PineconeResponse.model_validate(raw)
+        bodies.PineconeResponse.model_validate(raw)
         assert raw["data"][0]["index"] == 1 and covers_the_sentence(raw["data"][0]["passage"])
         plain = (await http.post("/portkey/v1/rerank", json={**body, "parameters": {}})).json()
         assert plain["results"][0]["index"] != 1 and all("passage" not in r for r in plain["results"])
