@@ -50,19 +50,12 @@ from rerankd.config import (
     Settings,
 )
 from rerankd.domain import Attempt, Ranked, RerankQuery, Scored, Usage
+from rerankd.errors import BadResponse
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
 from rerankd.resilience.breaker import CircuitBreaker, Permit, State
 from rerankd.resilience.events import EventCounter
 from rerankd.resilience.limits import ConcurrencyLimit
-from rerankd.resilience.retry import (
-    MIN_ATTEMPT_S,
-    BadResponse,
-    Disposition,
-    breaker_verdict,
-    classify,
-    normalise,
-    retry_delay,
-)
+from rerankd.resilience.retry import MIN_ATTEMPT_S, Disposition, breaker_verdict, classify, retry_delay
 
 _LOG = logging.getLogger("rerankd.router")
 _MAX_TARGET_STATES = 1024  # breakers + limits kept for ad-hoc "provider/model" names
@@ -480,8 +473,7 @@ class Router:
                 async with state.limit.slot(min(self.queue_timeout_s, remaining - MIN_ATTEMPT_S)):
                     timeout, cut_by_deadline = self._attempt_timeout(target, policy, deadline)
                     result = await self._send(target, call, timeout, attempt)
-            except errors.RerankError as raw:
-                exc = normalise(raw)
+            except errors.RerankError as exc:
                 elapsed = time.perf_counter() - started
                 # A timeout the caller's deadline imposed says nothing about the target's health.
                 impatient = cut_by_deadline and isinstance(exc, errors.DeadlineExceeded)

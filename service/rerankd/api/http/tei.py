@@ -16,10 +16,6 @@ from rerankd.api.pipeline import CallIds, Pipeline
 from rerankd.domain import Document, Ranked, RerankQuery, Truncation
 
 
-class _EmptyTexts(errors.InvalidArgument):
-    """TEI reports an empty `texts` as its own error type (Empty, 400)."""
-
-
 class Tei(Dialect[TeiRequest]):
     name = "tei"
     body = TeiRequest
@@ -27,7 +23,9 @@ class Tei(Dialect[TeiRequest]):
 
     def to_query(self, body: TeiRequest, ids: CallIds, metadata: Mapping[str, str]) -> RerankQuery:
         if not body.texts:
-            raise _EmptyTexts("texts: must not be empty", field_violations=[("texts", "must not be empty")])
+            raise errors.EmptyTexts(
+                "texts: must not be empty", field_violations=[("texts", "must not be empty")]
+            )
         if (body.truncation_direction or "right").lower() == "left":
             raise errors.invalid("truncation_direction", "only right is supported")
         return RerankQuery(
@@ -63,7 +61,7 @@ class Tei(Dialect[TeiRequest]):
 
     def error(self, exc: errors.RerankError) -> tuple[int, Any]:
         status = exc.http_status
-        if isinstance(exc, _EmptyTexts):
+        if isinstance(exc, errors.EmptyTexts):
             kind = "Empty"
         elif isinstance(exc, errors.InvalidArgument):
             kind, status = "Validation", 422
