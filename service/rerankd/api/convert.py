@@ -9,7 +9,7 @@ from google.protobuf import json_format
 
 from rerankd import errors
 from rerankd.domain import Attempt, Document, Ranked, RerankQuery, Scored, TraceContext, Truncation, Usage
-from rerankd.router import ModelEntry
+from rerankd.routing import ModelEntry
 from rerankd.v1 import rerank_pb2 as pb
 
 _TRUNCATION = {
