@@ -88,6 +88,7 @@ def attempt_messages(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
             duration_ms=a.duration_ms,
             attempt=a.attempt,
             message=a.message,
+            hedge=a.hedge,
         )
         for a in attempts
     ]

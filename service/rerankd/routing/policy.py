@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rerankd.cache import ResponseCache
-from rerankd.config import RetryConfig, RouteConfig
-from rerankd.routing.strategies import Fallback, Strategy
+from rerankd.config import FallbackStrategy, HedgeStrategy, RetryConfig, RouteConfig
+from rerankd.routing.strategies import Fallback, Hedge, Strategy
 
 
 @dataclass(slots=True)
@@ -21,4 +21,13 @@ class RoutePolicy:
     @classmethod
     def from_config(cls, route: RouteConfig) -> RoutePolicy:
         cache = ResponseCache(route.cache) if route.cache.enabled else None
-        return cls(route.retry, cache, route.chunk_concurrency, Fallback())
+        return cls(route.retry, cache, route.chunk_concurrency, build_strategy(route))
+
+
+def build_strategy(route: RouteConfig) -> Strategy:
+    """The strategy object of a route's `strategy` config (it keeps that route's state)."""
+    config = route.strategy
+    if isinstance(config, HedgeStrategy):
+        return Hedge(config)
+    assert isinstance(config, FallbackStrategy), config
+    return Fallback()

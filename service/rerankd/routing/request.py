@@ -32,3 +32,4 @@ class RouteRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     on_partial: PartialSink | None = None
     log: AttemptLog = field(default_factory=AttemptLog)
+    record_cancelled: bool = False  # log calls cancelled mid-flight (a hedge's loser) as CANCELLED

@@ -117,6 +117,10 @@ class TargetCall:
                 self.settings.events.emit("retry", target=target.label, code=exc.code.name)
                 await asyncio.sleep(delay)
                 continue
+            except asyncio.CancelledError:
+                if self.request.record_cancelled:
+                    log.cancelled(target, time.perf_counter() - started, attempt, prefix)
+                raise
             log.add(target, None, time.perf_counter() - started, attempt, prefix)
             breaker.record(self.permit, True)
             return result
