@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rerankd import errors
@@ -40,10 +40,12 @@ class ScriptedProvider(Provider):
         max_documents: int | None = None,
         models: Sequence[str] = ("m",),
         default: Step = None,
+        score: Callable[[str], float] = float,
     ) -> None:
         super().__init__(name)
         self.script: deque[Step] = deque(script)
         self.default = default
+        self.score = score
         self.max_documents = max_documents
         self._models = tuple(models)
         self.calls: list[ProviderCall] = []
@@ -68,7 +70,7 @@ class ScriptedProvider(Provider):
                 raise
         count = len(call.documents)
         scores = sorted(
-            (Scored(i, float(doc.text)) for i, doc in enumerate(call.documents)), key=lambda s: -s.score
+            (Scored(i, self.score(doc.text)) for i, doc in enumerate(call.documents)), key=lambda s: -s.score
         )
         if call.top_n is not None:
             scores = scores[: call.top_n]

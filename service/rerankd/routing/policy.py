@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rerankd.cache import ResponseCache
-from rerankd.config import FallbackStrategy, HedgeStrategy, RetryConfig, RouteConfig
-from rerankd.routing.strategies import Fallback, Hedge, Strategy
+from rerankd.config import CascadeStrategy, FallbackStrategy, HedgeStrategy, RetryConfig, RouteConfig
+from rerankd.routing.strategies import Cascade, Fallback, Hedge, Strategy
 
 
 @dataclass(slots=True)
@@ -29,5 +29,7 @@ def build_strategy(route: RouteConfig) -> Strategy:
     config = route.strategy
     if isinstance(config, HedgeStrategy):
         return Hedge(config)
+    if isinstance(config, CascadeStrategy):
+        return Cascade(config)
     assert isinstance(config, FallbackStrategy), config
     return Fallback()

@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from rerankd import metrics
-from rerankd.config import DEFAULT_ALIAS, LOCAL_PROVIDER, ProviderConfig, RouteConfig, Settings
+from rerankd.config import (
+    DEFAULT_ALIAS,
+    LOCAL_PROVIDER,
+    CascadeStrategy,
+    ProviderConfig,
+    RouteConfig,
+    Settings,
+)
 from rerankd.domain import Ranked, RerankQuery
 from rerankd.providers.base import Provider
 from rerankd.resilience.breaker import State
@@ -85,6 +92,7 @@ class Router:
         built: dict[str, list[Target]] = {}
         for alias, route in routes.items():
             targets = []
+            stages = isinstance(route.strategy, CascadeStrategy)  # stages in the order listed
             for index, spec in enumerate(route.targets):
                 provider = providers.get(spec.provider)
                 if provider is None:
@@ -94,7 +102,8 @@ class Router:
                     raise ValueError(
                         f"routes.{alias}.targets[{index}]: provider {spec.provider!r} needs a model"
                     )
-                targets.append(Target(provider, model, spec.weight, spec.priority))
+                priority = index if stages else spec.priority
+                targets.append(Target(provider, model, spec.weight, priority))
             built[alias] = targets
         local = providers.get(LOCAL_PROVIDER)
         if DEFAULT_ALIAS not in built and local is not None:

@@ -6,7 +6,8 @@ cascade   a cheap first stage scores everything, an expensive one reranks its be
 """
 
 from rerankd.routing.strategies.base import Strategy
+from rerankd.routing.strategies.cascade import Cascade
 from rerankd.routing.strategies.fallback import Fallback
 from rerankd.routing.strategies.hedge import Hedge
 
-__all__ = ["Fallback", "Hedge", "Strategy"]
+__all__ = ["Cascade", "Fallback", "Hedge", "Strategy"]
