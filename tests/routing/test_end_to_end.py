@@ -103,11 +103,11 @@ async def test_a_cascade_route_over_http_falls_back_to_the_first_stage() -> None
     with fakes({}, {}) as (first, second):
         second.chaos(1.0, [Hang(0.0)])  # every second-stage call fails
         strategy = {**CASCADE, "fallback_to_first_stage": True}
+        body = {"model": "r", "query": QUERY, "documents": TEXTS, "top_n": 4}
         async with gateway(**route(first, second, strategy)) as (app, _):
-            async with httpx.AsyncClient(base_url=f"http://{app.http_address}", timeout=10) as http:
-                reply = await http.post(
-                    "/v2/rerank", json={"model": "r", "query": QUERY, "documents": TEXTS, "top_n": 4}
-                )
+            base_url = f"http://{app.http_address}"
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+                reply = await http.post("/v2/rerank", json=body)
         assert reply.status_code == 200, reply.text
         assert [r["index"] for r in reply.json()["results"]] == expected_ranking(QUERY, TEXTS)[:4]
         assert len(second.requests) == 1
