@@ -285,7 +285,7 @@ def code_number(code: grpc.StatusCode) -> int:
 
 def _pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
