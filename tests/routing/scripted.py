@@ -20,9 +20,10 @@ from rerankd.providers.base import Capabilities, Provider, ProviderCall, Provide
 
 @dataclass(frozen=True)
 class Wait:
-    """Answer after `seconds`."""
+    """Answer after `seconds` (or then raise `then`)."""
 
     seconds: float
+    then: errors.RerankError | None = None
 
 
 HANG = Wait(3600.0)
@@ -68,6 +69,8 @@ class ScriptedProvider(Provider):
             except asyncio.CancelledError:
                 self.cancelled.append(call)
                 raise
+            if step.then is not None:
+                raise step.then
         count = len(call.documents)
         scores = sorted(
             (Scored(i, self.score(doc.text)) for i, doc in enumerate(call.documents)), key=lambda s: -s.score

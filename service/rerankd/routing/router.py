@@ -53,27 +53,27 @@ class Router:
         policies: Mapping[str, RoutePolicy] | None = None,
         patterns: Sequence[tuple[str, str]] = (),
         provider_configs: Mapping[str, ProviderConfig] | None = None,
-        max_concurrent_requests: int = 512,
-        queue_timeout_s: float = 0.25,
-        max_chunk_concurrency: int = 8,
+        settings: Settings | None = None,
         rng: random.Random | None = None,
         events: EventCounter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`settings` gives the server-wide limits (max_concurrent_requests, queue_timeout_s)."""
+        settings = settings or Settings()
         rng = rng or random.Random()
         self.names = ModelNames(providers, routes, patterns, rng)
         self.policies = dict(policies or {})
         self.events = events or EventCounter()
-        self.queue_timeout_s = queue_timeout_s
+        self.queue_timeout_s = queue_timeout_s = settings.queue_timeout_s
         self.server_limit = ConcurrencyLimit(
             "server",
-            max_concurrent_requests,
+            settings.max_concurrent_requests,
             scope="server",
             on_reject=lambda: self.events.emit("overload", scope="server", target=""),
         )
         self.states = TargetStates(provider_configs or {}, self.events, clock)
         self.caller = TargetCaller(self.states, CallerSettings(self.events, rng, clock, queue_timeout_s))
-        self._default_policy = RoutePolicy(chunk_concurrency=max_chunk_concurrency)
+        self._default_policy = RoutePolicy()
         self._clock = clock
         # The configured names and targets are the only metric label values (metrics.py).
         metrics.know_models([*self.names.routes, *self.names.direct])
@@ -110,15 +110,13 @@ class Router:
             built[DEFAULT_ALIAS] = [Target(local, next(iter(local.models())))]
         policies = {alias: RoutePolicy.from_config(route) for alias, route in routes.items()}
         patterns = [(pattern, alias) for alias, route in routes.items() for pattern in route.match]
-        settings = settings or Settings()
         return cls(
             providers,
             built,
             policies=policies,
             patterns=patterns,
             provider_configs=provider_configs,
-            max_concurrent_requests=settings.max_concurrent_requests,
-            queue_timeout_s=settings.queue_timeout_s,
+            settings=settings,
         )
 
     # -- names ---------------------------------------------------------------------------------

@@ -83,6 +83,21 @@ async def test_a_failure_fails_over_at_once_without_spending_a_hedge() -> None:
     assert router.events.count("hedge") == 0 and router.events.count("fallback", route="r") == 1
 
 
+async def test_a_failover_after_a_refused_hedge_marks_no_attempt_won() -> None:
+    broken = errors.Unavailable("a: 503", provider="a")
+    first = ScriptedProvider("a", [HANG, Wait(0.2, then=broken)])
+    second = ScriptedProvider("b")
+    policy = RoutePolicy(
+        retry=RetryConfig(max_attempts=1),
+        strategy=Hedge(HedgeStrategy(kind="hedge", delay_ms=20, budget_percent=1)),
+    )
+    router = router_over(first, second, policy=policy)
+    await router.rerank(query(), deadline=deadline())  # spends the one saved-up hedge
+    ranked = await router.rerank(query(), deadline=deadline())
+    assert router.events.count("hedge", result="refused") == 1
+    assert marks(ranked) == [("a", "UNAVAILABLE", ""), ("b", "OK", "")]  # a fallback, not a hedge
+
+
 async def test_a_caller_error_is_returned_at_once_and_the_hedge_cancelled() -> None:
     bad = errors.InvalidArgument("b: bad request", provider="b")
     first, second = ScriptedProvider("a", [HANG]), ScriptedProvider("b", [bad])

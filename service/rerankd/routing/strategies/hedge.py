@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from rerankd import errors
 from rerankd.config import HedgeStrategy
@@ -78,17 +78,13 @@ class LatencyWindow:
 
 @dataclass(eq=False, slots=True)
 class _Branch:
-    """One target's part of a hedged request: its task and its own attempt log."""
+    """One target's part of a hedged request: its task, and its request with its own attempt log."""
 
     target: Target
     request: RouteRequest
     task: asyncio.Task[ProviderResult]
     started: float
     hedge: bool
-    log: AttemptLog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log = self.request.log
 
 
 class Hedge:
@@ -111,85 +107,121 @@ class Hedge:
         return self.config.delay_ms / 1000.0
 
     async def run(self, request: RouteRequest, caller: TargetCaller) -> Ranked:
-        clock, events = caller.settings.clock, caller.settings.events
         self.budget.earn()
-        queue = list(request.targets)
-        branches: list[_Branch] = []
-        failures: list[errors.RerankError] = []
-        hedges = 0
-
-        def start(target: Target, hedge: bool) -> None:
-            own = replace(request, log=AttemptLog(), record_cancelled=True, on_partial=None)
-            task = asyncio.ensure_future(caller.serve(target, own))
-            branches.append(_Branch(target, own, task, clock(), hedge))
-
-        def next_target(for_hedge: bool) -> Target | None:
-            if queue:
-                return queue.pop(0)
-            if for_hedge and len(request.targets) == 1:
-                return request.targets[0]  # one target: hedge to it again
-            return None
-
-        winner: _Branch | None = None
+        race = _Race(self, request, caller)
         try:
-            first = next_target(False)
-            if first is not None and request.deadline - clock() >= MIN_ATTEMPT_S:
-                start(first, hedge=False)
-            while winner is None:
-                running = [b for b in branches if not b.task.done()]
-                if not running:
-                    target = next_target(False) if request.deadline - clock() >= MIN_ATTEMPT_S else None
-                    if target is None:
-                        break
-                    if branches:
-                        events.emit(
-                            "fallback",
-                            route=request.route,
-                            from_target=branches[-1].target.label,
-                            to_target=target.label,
-                        )
-                    start(target, hedge=False)
-                    continue
-                wait: float | None = None
-                if hedges < self.config.max_extra and (queue or len(request.targets) == 1):
-                    latest = branches[-1]
-                    wait = max(latest.started + self.delay(latest.target) - clock(), 0.0)
-                done, _ = await asyncio.wait(
-                    [b.task for b in running], timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    hedges += 1  # this hedge's turn is used, sent or not
-                    if request.deadline - clock() < MIN_ATTEMPT_S:
-                        continue
-                    if not self.budget.spend():
-                        events.emit("hedge", route=request.route, result="refused")
-                        hedges = self.config.max_extra
-                        continue
-                    target = next_target(True)
-                    assert target is not None
-                    events.emit("hedge", route=request.route, result="sent")
-                    start(target, hedge=True)
-                    continue
-                for branch in branches:
-                    if branch.task not in done:
-                        continue
-                    error = branch.task.exception()
-                    if error is None:
-                        winner = winner or branch
-                        continue
-                    if not isinstance(error, errors.RerankError) or classify(error) is Disposition.FATAL:
-                        raise error
-                    failures.append(error)
+            winner = await race.run()
         finally:
-            await _cancel([b.task for b in branches if not b.task.done()])
-            request.log.attempts.extend(_records(branches, winner, hedged=hedges > 0 and len(branches) > 1))
+            await race.close()
+        events, clock = caller.settings.events, caller.settings.clock
         if winner is None:
-            raise final_error(failures, request, clock())
-        result = winner.task.result()
+            raise final_error(race.failures, request, clock())
         self.latencies.setdefault(winner.target.label, LatencyWindow()).add(clock() - winner.started)
         if winner.hedge:
             events.emit("hedge", route=request.route, result="won")
-        return answer(request, winner.target, result)
+        return answer(request, winner.target, winner.task.result())
+
+
+class _Race:
+    """One hedged request: the branches started so far and what they ended with."""
+
+    def __init__(self, strategy: Hedge, request: RouteRequest, caller: TargetCaller) -> None:
+        self.strategy = strategy
+        self.request = request
+        self.caller = caller
+        self.clock = caller.settings.clock
+        self.events = caller.settings.events
+        self.queue = list(request.targets)  # not started yet, in fallback order
+        self.branches: list[_Branch] = []
+        self.failures: list[errors.RerankError] = []
+        self.turns = strategy.config.max_extra  # hedge turns left (a refused one ends them)
+        self.sent = 0
+        self.winner: _Branch | None = None
+
+    async def run(self) -> _Branch | None:
+        """The branch whose answer wins, or None when every target failed or time ran out."""
+        while self.winner is None:
+            running = [b.task for b in self.branches if not b.task.done()]
+            if not running:
+                if not self.start_next():
+                    return None
+                continue
+            done, _ = await asyncio.wait(
+                running, timeout=self.hedge_wait(), return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                self.settle(done)
+            else:
+                self.hedge()
+        return self.winner
+
+    def time_left(self) -> bool:
+        return self.request.deadline - self.clock() >= MIN_ATTEMPT_S
+
+    def start(self, target: Target, hedge: bool) -> None:
+        own = replace(self.request, log=AttemptLog(), record_cancelled=True, on_partial=None)
+        task = asyncio.ensure_future(self.caller.serve(target, own))
+        self.branches.append(_Branch(target, own, task, self.clock(), hedge))
+
+    def start_next(self) -> bool:
+        """Nothing is running: the first target, or after a failure the next one (a fallback)."""
+        if not self.queue or not self.time_left():
+            return False
+        target = self.queue.pop(0)
+        if self.branches:
+            previous = self.branches[-1].target.label
+            self.events.emit(
+                "fallback", route=self.request.route, from_target=previous, to_target=target.label
+            )
+        self.start(target, hedge=False)
+        return True
+
+    def hedge_target(self) -> Target | None:
+        if self.queue:
+            return self.queue[0]
+        if len(self.request.targets) == 1:
+            return self.request.targets[0]  # one target: hedge to it again
+        return None
+
+    def hedge_wait(self) -> float | None:
+        """Seconds until the next hedge is due; None when no hedge is left to send."""
+        if self.turns <= 0 or self.hedge_target() is None:
+            return None
+        latest = self.branches[-1]
+        return max(latest.started + self.strategy.delay(latest.target) - self.clock(), 0.0)
+
+    def hedge(self) -> None:
+        """A hedge is due: send it if the budget and the deadline allow."""
+        self.turns -= 1
+        if not self.time_left():
+            return
+        if not self.strategy.budget.spend():
+            self.events.emit("hedge", route=self.request.route, result="refused")
+            self.turns = 0
+            return
+        target = self.queue.pop(0) if self.queue else self.request.targets[0]  # as hedge_target()
+        self.events.emit("hedge", route=self.request.route, result="sent")
+        self.sent += 1
+        self.start(target, hedge=True)
+
+    def settle(self, done: set[asyncio.Task[ProviderResult]]) -> None:
+        """Take the finished branches: the first answer wins; a caller error is raised at once."""
+        for branch in self.branches:
+            if branch.task not in done:
+                continue
+            error = branch.task.exception()
+            if error is None:
+                self.winner = self.winner or branch
+            elif isinstance(error, errors.RerankError) and classify(error) is not Disposition.FATAL:
+                self.failures.append(error)
+            else:
+                raise error
+
+    async def close(self) -> None:
+        """Cancel what still runs and put every branch's attempts into the request's log."""
+        await _cancel([b.task for b in self.branches if not b.task.done()])
+        records = _records(self.branches, self.winner, hedged=self.sent > 0)
+        self.request.log.attempts.extend(records)
 
 
 async def _cancel(tasks: list[asyncio.Task[ProviderResult]]) -> None:
@@ -205,10 +237,11 @@ def _records(branches: list[_Branch], winner: _Branch | None, *, hedged: bool) -
     """Every branch's attempts in the order the branches started, marked won/cancelled when hedged."""
     records: list[Attempt] = []
     for branch in branches:
-        for number, attempt in enumerate(branch.log.attempts):
+        attempts = branch.request.log.attempts
+        for number, attempt in enumerate(attempts):
             if hedged and attempt.outcome == "CANCELLED":
                 attempt = replace(attempt, hedge="cancelled")
-            elif hedged and branch is winner and number == len(branch.log.attempts) - 1:
+            elif hedged and branch is winner and number == len(attempts) - 1:
                 attempt = replace(attempt, hedge="won")
             records.append(attempt)
     return records
