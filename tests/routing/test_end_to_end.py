@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from rerankd import metrics
+from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.base import Hang
 from tests.fakes.generic import GenericFake, expected_ranking, provider_config
@@ -111,3 +112,15 @@ async def test_a_cascade_route_over_http_falls_back_to_the_first_stage() -> None
         assert reply.status_code == 200, reply.text
         assert [r["index"] for r in reply.json()["results"]] == expected_ranking(QUERY, TEXTS)[:4]
         assert len(second.requests) == 1
+
+
+async def test_a_cascade_streams_the_first_stage_as_a_partial_then_the_final_ranking() -> None:
+    with fakes({}, {}) as (first, second):
+        async with gateway(**route(first, second, CASCADE)) as (_, stub):
+            stream = pb.RerankStreamRequest(request=request("r", QUERY, TEXTS, top_n=2), progressive=True)
+            messages = [m async for m in stub.RerankStream(stream, timeout=10)]
+    results = [m.results for m in messages if m.WhichOneof("event") == "results"]
+    assert [r.partial for r in results] == [True, False]
+    assert sorted(r.index for r in results[0].results) == list(range(len(TEXTS)))  # every document
+    assert [r.index for r in results[1].results] == expected_ranking(QUERY, TEXTS)[:2]
+    assert messages[-1].summary.provider == "second"
