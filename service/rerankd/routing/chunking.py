@@ -27,8 +27,8 @@ async def score_documents(target_call: TargetCall) -> ProviderResult:
     """Every document of the request scored on the call's target."""
     target, request = target_call.target, target_call.request
     query = request.query
-    limit = target.provider.capabilities(target.model).max_documents
-    chunked = limit is not None and len(query.documents) > limit
+    max_documents = target.provider.capabilities(target.model).max_documents
+    chunked = max_documents is not None and len(query.documents) > max_documents
     call = ProviderCall(
         model=target.model,
         query=query.query,
@@ -42,9 +42,9 @@ async def score_documents(target_call: TargetCall) -> ProviderResult:
         metadata=query.metadata,
         request_id=query.request_id,
     )
-    if limit is None or not chunked:
-        return await target_call.call(call)
-    return await _score_chunks(target_call, call, limit)
+    if max_documents is None or not chunked:
+        return await target_call.send_with_retries(call)
+    return await _score_chunks(target_call, call, max_documents)
 
 
 async def _score_chunks(target_call: TargetCall, call: ProviderCall, size: int) -> ProviderResult:
@@ -56,7 +56,7 @@ async def _score_chunks(target_call: TargetCall, call: ProviderCall, size: int) 
     async def one(number: int, start: int) -> ProviderResult:
         part = replace(call, documents=call.documents[start : start + size])
         async with gate:
-            result = await target_call.call(part, f"chunk {number}/{count}: ")
+            result = await target_call.send_with_retries(part, f"chunk {number}/{count}: ")
         shifted = ProviderResult(
             [Scored(s.index + start, s.score) for s in result.scores], result.usage, result.model
         )

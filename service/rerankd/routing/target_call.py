@@ -80,7 +80,7 @@ class TargetCall:
         self.request = request
         self.settings = settings
 
-    async def call(self, call: ProviderCall, prefix: str = "") -> ProviderResult:
+    async def send_with_retries(self, call: ProviderCall, prefix: str = "") -> ProviderResult:
         """One provider call (`prefix` names the chunk in attempt messages), with its retries."""
         target, breaker, log = self.target, self.state.breaker, self.request.log
         clock, deadline = self.settings.clock, self.request.deadline
