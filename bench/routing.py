@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import statistics
 import time
@@ -139,8 +140,9 @@ async def hedge(requests: int, concurrency: int) -> list[str]:
                 latencies = await drive(app, route, requests, concurrency, texts)
                 hedges = {k: app.router.events.count("hedge", result=k) - before[k] for k in before}
         ms = [v * 1000 for v in latencies]
+        p50, p99 = statistics.median(ms), percentile(ms, 0.99)
         rows.append(
-            f"| {route} | {requests} | {statistics.median(ms):.1f} | {percentile(ms, 0.99):.1f} | {max(ms):.1f}"
+            f"| {route} | {requests} | {p50:.1f} | {p99:.1f} | {max(ms):.1f}"
             f" | {fake.calls / requests:.3f} | {hedges['sent']} ({100 * hedges['sent'] / requests:.1f}%)"
             f" | {hedges['won']} | {hedges['refused']} | {fake.cancelled} |"
         )
@@ -159,7 +161,7 @@ async def hedge(requests: int, concurrency: int) -> list[str]:
 
 async def cascade(rounds: int) -> list[str]:
     rng = random.Random(3)
-    vocabulary = "river wine valley bread city stone field market harbour north road".split()
+    vocabulary = ["river", "wine", "valley", "bread", "city", "stone", "field", "market", "harbour", "road"]
     texts = [" ".join(rng.choice(vocabulary) for _ in range(6)) for _ in range(1000)]
     fake = TailFake(0.0)
     rows = []
@@ -198,7 +200,7 @@ async def cascade(rounds: int) -> list[str]:
 
 async def main(args: argparse.Namespace) -> str:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    load = [f"{value:.2f}" for value in os.getloadavg()]
     lines = [
         "# Routing strategies",
         "",
