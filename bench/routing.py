@@ -124,7 +124,7 @@ async def drive(app: App, model: str, requests: int, concurrency: int, texts: li
 
 async def hedge(requests: int, concurrency: int) -> list[str]:
     texts = [f"document {n} about the river and wine" for n in range(20)]
-    rows = []
+    rows, p99s, extra, cancelled = [], {}, 0.0, 0
     for route in ("fallback", "hedged"):
         fake = TailFake(SLOW_SHARE, seed=7)
         async with serving(fake) as url:
@@ -141,6 +141,7 @@ async def hedge(requests: int, concurrency: int) -> list[str]:
                 hedges = {k: app.router.events.count("hedge", result=k) - before[k] for k in before}
         ms = [v * 1000 for v in latencies]
         p50, p99 = statistics.median(ms), percentile(ms, 0.99)
+        p99s[route], extra, cancelled = p99, fake.calls / requests - 1, fake.cancelled
         rows.append(
             f"| {route} | {requests} | {p50:.1f} | {p99:.1f} | {max(ms):.1f}"
             f" | {fake.calls / requests:.3f} | {hedges['sent']} ({100 * hedges['sent'] / requests:.1f}%)"
@@ -156,6 +157,10 @@ async def hedge(requests: int, concurrency: int) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        f"Hedging cut p99 from {p99s['fallback']:.0f} ms to {p99s['hedged']:.0f} ms for"
+        f" {100 * extra:.1f}% more provider calls (the budget allows 10%); {cancelled} losing calls were"
+        " cancelled at the fake (their HTTP requests closed) when the other answered.",
+        "",
     ]
 
 
@@ -164,7 +169,7 @@ async def cascade(rounds: int) -> list[str]:
     vocabulary = ["river", "wine", "valley", "bread", "city", "stone", "field", "market", "harbour", "road"]
     texts = [" ".join(rng.choice(vocabulary) for _ in range(6)) for _ in range(1000)]
     fake = TailFake(0.0)
-    rows = []
+    rows, billed = [], {}
     async with serving(fake) as url:
         routes = {
             "cascade": {
@@ -182,6 +187,7 @@ async def cascade(rounds: int) -> list[str]:
                         query(route, texts, "river wine"), deadline=time.monotonic() + 300
                     )
                     total = (time.perf_counter() - started) * 1000
+                    billed[route] = fake.documents
                     stages = " / ".join(f"{a.provider} {a.duration_ms:.0f} ms" for a in ranked.attempts)
                     rows.append(
                         f"| {route} | {len(texts)} | {fake.documents} | {stages} | {total:.0f} |"
@@ -194,6 +200,9 @@ async def cascade(rounds: int) -> list[str]:
         " | results |",
         "|---|---|---|---|---|---|",
         *rows,
+        "",
+        f"The hosted provider was sent {billed['cascade']} documents a request instead of {billed['hosted']};"
+        " the first stage's time is the embedded model scoring all 1,000 on these shared cores.",
         "",
     ]
 
