@@ -77,6 +77,7 @@ class Router:
         self._clock = clock
         # The configured names and targets are the only metric label values (metrics.py).
         metrics.know_models([*self.names.routes, *self.names.direct])
+        metrics.know_patterns(self.names.patterns)  # a name a route's `match` answers counts as that route
         metrics.know_targets(self.names.labels())
 
     @classmethod
