@@ -120,8 +120,8 @@ class PassageProvider(Provider):
         self._counter = counter
 
     @property
-    def kind(self) -> str:  # the wrapped provider's, for ListModels, metrics and dialect checks
-        return self.inner.kind
+    def kind(self) -> str:  # type: ignore[override]  # a class's kind is a constant, a wrapper's its inner's
+        return self.inner.kind  # the wrapped provider's, for ListModels, metrics and dialect checks
 
     def capabilities(self, model: str) -> Capabilities:
         limits = self.inner.capabilities(model)
