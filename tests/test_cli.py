@@ -66,6 +66,11 @@ def test_errors_exit_nonzero_with_the_status(server) -> None:
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "query" in bad.stderr
     down = cli("health", "--target", "127.0.0.1:1", "--timeout", "1")
     assert down.returncode == 2
+    unknown = cli("health", "--service", "nope", "--target", server.address)
+    assert unknown.returncode == 2, unknown
+    assert unknown.stderr.strip() == (
+        "unhealthy: NOT_FOUND: no health service 'nope' here (the server's are listed by Health/List)"
+    )
 
 
 def test_token_from_flag_or_env_when_the_server_requires_one(tmp_path: Path) -> None:

@@ -225,7 +225,10 @@ def _health(args: argparse.Namespace) -> int:
         with _client(args) as client:
             status = client.health(args.service)
     except grpc.RpcError as exc:
-        print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        details = exc.details() or ""
+        if exc.code() == grpc.StatusCode.NOT_FOUND and not details:  # grpc_health's servicer says no more
+            details = f"no health service {args.service!r} here (the server's are listed by Health/List)"
+        print(f"unhealthy: {exc.code().name}: {details}", file=sys.stderr)
         return 2
     print(status)
     return 0 if status == "SERVING" else 1
