@@ -108,6 +108,18 @@ LOCAL_QUEUE_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+LOCAL_QUEUED = Gauge(
+    "rerankd_local_queue_pairs",
+    "Pairs waiting in a local model's scheduler (admitted, not yet scored), by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
+LOCAL_QUEUE_CAPACITY = Gauge(
+    "rerankd_local_queue_capacity_pairs",
+    "A local model's queue bound (max_queued_pairs): past it, RESOURCE_EXHAUSTED; by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
 
 # Security (rerankd.api.grpc_guard, rerankd.ratelimit). Caller names come from the token file or
 # client certificates signed by the configured CA, so they are a bounded label.

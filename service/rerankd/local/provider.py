@@ -253,6 +253,9 @@ class LocalProvider(Provider):
         )
         scheduler.start()
         self._encoder, self._scheduler = encoder, scheduler
+        # Read at scrape time (no cost per call): the queue alert compares the two.
+        metrics.child(metrics.LOCAL_QUEUED, self.name).set_function(lambda: scheduler.queued)
+        metrics.child(metrics.LOCAL_QUEUE_CAPACITY, self.name).set(self.max_queued_pairs)
         self.load_seconds = time.perf_counter() - started
         _LOG.info(
             "local model %s (%s, max length %d, %s) loaded and warmed in %.2fs (%d workers, %s)",
