@@ -70,13 +70,17 @@ def test_every_alert_has_a_unit_test() -> None:
         for case in test.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
-    assert alerts == fired == {
-        "RerankdHighErrorRatio",
-        "RerankdHighP99Latency",
-        "RerankdBreakerOpen",
-        "RerankdLocalQueueFull",
-        "RerankdScrapeDown",
-    }
+    assert (
+        alerts
+        == fired
+        == {
+            "RerankdHighErrorRatio",
+            "RerankdHighP99Latency",
+            "RerankdBreakerOpen",
+            "RerankdLocalQueueFull",
+            "RerankdScrapeDown",
+        }
+    )
 
 
 def _free_port() -> int:
