@@ -33,8 +33,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from rerankd import errors, metrics, tracing
 from rerankd.cache import ResponseCache
@@ -478,22 +479,26 @@ class Router:
         return min(remaining, configured), remaining <= configured
 
     async def _send(self, target: Target, call: ProviderCall, timeout: float, attempt: int) -> ProviderResult:
-        """One attempt under its own CLIENT span; the provider sees that span as its parent."""
+        """One attempt under its own span, CLIENT for a hosted provider (whose HTTP request adds the
+        HTTP client conventions: providers/http.py), INTERNAL for the embedded model; the provider
+        sees that span as its parent."""
         name = target.provider.name
-        attributes = (
-            {
+        remote = target.provider.kind != "local"  # the embedded model: no network call
+        attributes: dict[str, Any] | Mapping[str, Any] = tracing.NO_ATTRIBUTES
+        if tracing.recording():
+            attributes = {
                 "rerankd.provider": name,
                 "rerankd.provider_kind": target.provider.kind,
                 "rerankd.model": target.model,
                 "rerankd.documents": len(call.documents),
                 "rerankd.attempt": attempt,
             }
-            if tracing.recording()
-            else tracing.NO_ATTRIBUTES
-        )
+            if remote and attempt > 1:
+                attributes["http.request.resend_count"] = attempt - 1
         started = time.perf_counter()
         outcome = "OK"
-        with tracing.child_span("rerankd.provider_attempt", attributes, SpanKind.CLIENT) as span:
+        kind = SpanKind.CLIENT if remote else SpanKind.INTERNAL
+        with tracing.child_span("rerankd.provider_attempt", attributes, kind) as span:
             headers = tracing.inject(call.headers, span)
             forwarded = _forwarded_metadata(target.provider.forward_metadata, call.metadata)
             if forwarded:
@@ -514,9 +519,8 @@ class Router:
                 outcome = "CANCELLED"
                 raise
             finally:
-                span.set_attribute("rerankd.outcome", outcome)
-                if outcome != "OK":
-                    span.set_status(Status(StatusCode.ERROR, outcome))
+                if span.is_recording():
+                    tracing.end_attempt_span(span, outcome)
                 model = metrics.attempt_model_label(target.label, target.model)  # ad-hoc: "other"
                 metrics.child(metrics.ATTEMPTS, name, model, outcome).inc()
                 metrics.child(metrics.ATTEMPT_SECONDS, name).observe(time.perf_counter() - started)

@@ -303,11 +303,11 @@ class LocalProvider(Provider):
                 scheduler.grow(admission, len(pairs) - len(texts))  # each window is a pair to score
             tokens = sum(pair.tokens for pair in pairs)
             metrics.LOCAL_PAIRS.observe(len(pairs))
-            attributes = {
-                "rerankd.model": self.model_name,
-                "rerankd.pairs": len(pairs),
-                "rerankd.tokens": tokens,
-            }
+            attributes = (
+                {"rerankd.model": self.model_name, "rerankd.pairs": len(pairs), "rerankd.tokens": tokens}
+                if tracing.recording()
+                else tracing.NO_ATTRIBUTES
+            )
             with tracing.child_span("rerankd.local.inference", attributes):
                 try:
                     scores = await scheduler.run(admission, pairs, [pair.tokens for pair in pairs])

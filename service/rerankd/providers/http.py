@@ -22,7 +22,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from rerankd import errors
+from rerankd import errors, tracing
 from rerankd.config import ProviderConfig
 from rerankd.providers.aiohttp_transport import AiohttpTransport, RawReply, Timeouts, error_class
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
@@ -156,6 +156,14 @@ class HttpClient:
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
+        if tracing.recording():  # HTTP client conventions on the attempt span
+            tracing.http_client_request(request.method, request.url)
+            reply = await self._send(provider, request, limit)
+            tracing.http_client_response(reply.status)
+            return reply
+        return await self._send(provider, request, limit)
+
+    async def _send(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
         if isinstance(self._transport, AiohttpTransport):
             return await self._send_direct(self._transport, provider, request, limit)
         outgoing = httpx.Request(
@@ -215,6 +223,8 @@ class HttpClient:
 
 def _transport_failure(provider: str, kind: type[httpx.TransportError]) -> errors.RerankError:
     """Timeouts -> DeadlineExceeded, every other transport failure -> Unavailable (retryable)."""
+    if tracing.recording():
+        tracing.http_client_failure(kind)
     if issubclass(kind, httpx.TimeoutException):
         return errors.DeadlineExceeded(f"{provider}: timed out ({kind.__name__})", provider=provider)
     return errors.Unavailable(f"{provider}: connection failed ({kind.__name__})", provider=provider)
