@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -217,12 +218,9 @@ def _env(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def _exporters() -> list[SpanExporter]:
-    """The span exporters the standard variables ask for (OTEL_TRACES_EXPORTER, a comma-separated
-    list; OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL). Unset OTEL_TRACES_EXPORTER means otlp when an OTLP
-    endpoint variable is set and none otherwise, so an unconfigured server does no tracing work.
-    The OTLP exporters read the endpoint, headers, timeout, compression and certificates
-    themselves. Unknown values are a ValueError (start-up refuses, naming the variable)."""
+def _exporter_names() -> list[str]:
+    """OTEL_TRACES_EXPORTER (a comma-separated list). Unset means otlp when an OTLP endpoint
+    variable is set and none otherwise, so an unconfigured server does no tracing work."""
     names = [n.strip().lower() for n in _env("OTEL_TRACES_EXPORTER").split(",") if n.strip()]
     if not names:
         endpoint = any(_env(f"OTEL_EXPORTER_OTLP{kind}_ENDPOINT") for kind in ("", "_TRACES"))
@@ -232,32 +230,45 @@ def _exporters() -> list[SpanExporter]:
         raise ValueError(
             f"OTEL_TRACES_EXPORTER: {', '.join(unknown)} unsupported (use {', '.join(EXPORTERS)})"
         )
-    exporters: list[SpanExporter] = []
-    if "none" in names:
-        return exporters
-    if "otlp" in names:
-        exporters.append(_otlp_exporter())
-    if "console" in names:
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        exporters.append(ConsoleSpanExporter())
-    return exporters
+    return [] if "none" in names else names
 
 
-def _otlp_exporter() -> SpanExporter:
+def _otlp_protocol() -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."""
     variable = next(
         (v for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") if _env(v)), ""
     )
     protocol = _env(variable).lower() if variable else "http/protobuf"
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{variable}: {protocol!r} unsupported (use {' or '.join(PROTOCOLS)})")
+    return protocol
 
-        return GrpcExporter()
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter()
-    raise ValueError(f"{variable}: {protocol!r} unsupported (use {' or '.join(PROTOCOLS)})")
+def check_environment() -> None:
+    """Refuse unsupported OTEL_* values (ValueError naming the variable) without building anything:
+    the CLI's preflight, so a bad value is one line before any port is bound."""
+    if _env("OTEL_SDK_DISABLED").lower() != "true" and "otlp" in _exporter_names():
+        _otlp_protocol()
+
+
+def _exporters() -> list[SpanExporter]:
+    """The span exporters the standard variables ask for; the OTLP exporters read the endpoint,
+    headers, timeout, compression and certificates (OTEL_EXPORTER_OTLP_*) themselves."""
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names():
+        if name == "otlp" and _otlp_protocol() == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            exporters.append(Grpc())
+        elif name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            exporters.append(Http())
+        else:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter(out=sys.stdout))  # stdout now, not at import
+    return exporters
 
 
 def resource(service_name: str = "rerankd") -> Resource:

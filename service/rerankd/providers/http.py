@@ -156,16 +156,24 @@ class HttpClient:
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
-        if tracing.recording():  # HTTP client conventions on the attempt span
-            tracing.http_client_request(request.method, request.url)
-            reply = await self._send(provider, request, limit)
-            tracing.http_client_response(reply.status)
-            return reply
-        return await self._send(provider, request, limit)
-
-    async def _send(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        if tracing.recording():
+            return await self._send_traced(provider, request, limit)
         if isinstance(self._transport, AiohttpTransport):
             return await self._send_direct(self._transport, provider, request, limit)
+        return await self._send_httpx(provider, request, limit)
+
+    async def _send_traced(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """`send` with the HTTP client conventions on the current (attempt) span."""
+        tracing.http_client_request(request.method, request.url)
+        if isinstance(self._transport, AiohttpTransport):
+            reply = await self._send_direct(self._transport, provider, request, limit)
+        else:
+            reply = await self._send_httpx(provider, request, limit)
+        tracing.http_client_response(reply.status)
+        return reply
+
+    async def _send_httpx(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """Through any other httpx transport (tests' MockTransport, httpx's own)."""
         outgoing = httpx.Request(
             request.method,
             self._url(request.url),
