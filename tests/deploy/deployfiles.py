@@ -28,8 +28,6 @@ OVERLAYS = ("standalone", "sidecar")
 # kubernetes-validate has no schema for (tests/deploy/test_manifests.py checks them itself).
 COMPONENTS = ("monitoring",)
 OPERATOR_API = "monitoring.coreos.com/v1"
-# Prometheus' own files (rules and their unit tests, checked by promtool): YAML, not Kubernetes objects.
-PROMETHEUS = DEPLOY / "prometheus"
 # Files that are YAML but deliberately not part of any kustomization (see base/kustomization.yaml).
 TEMPLATES = frozenset({K8S / "base" / "secret-template.yaml"})
 KUSTOMIZATION_FIELDS = frozenset({"apiVersion", "kind", "resources", "configMapGenerator", "images"})

@@ -36,6 +36,11 @@ EXIT_MARGIN_S = 5
 APP_DRAIN_BUDGET_S = 10
 
 YAML_FILES = sorted([*df.DEPLOY.rglob("*.yaml"), *df.DEPLOY.rglob("*.yml")])
+# deploy/ folders whose YAML is not Kubernetes objects, with who checks them instead.
+NOT_KUBERNETES = {
+    df.DEPLOY / "config": "rerankd configuration files (tests/api/test_drop_in.py loads them)",
+    df.DEPLOY / "prometheus": "Prometheus rule files (promtool check rules)",
+}
 
 
 def _rel(path: Path) -> str:
@@ -60,7 +65,9 @@ def _k8s_object_files() -> list[Path]:
     return [
         p
         for p in YAML_FILES
-        if p.name != "kustomization.yaml" and p.resolve() not in generated and df.PROMETHEUS not in p.parents
+        if p.name != "kustomization.yaml"
+        and p.resolve() not in generated
+        and not any(p.is_relative_to(folder) for folder in NOT_KUBERNETES)
     ]
 
 
