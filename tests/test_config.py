@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rerankd.config import ProviderConfig, load_settings
+from pydantic import ValidationError
+from rerankd.config import ProviderConfig, Settings, load_settings
 
 
 def test_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +53,18 @@ def test_unknown_settings_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("RERANKD_CONFIG", str(config))
     with pytest.raises(ValueError, match="prot"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"routes": {"my route": {"targets": [{"provider": "local"}]}}},
+        {"providers": {"co here": {"kind": "cohere"}}},
+        {"providers": {"co": {"kind": "cohere", "models": ["rerank v3.5"]}}},
+        {"routes": {"r": {"targets": [{"provider": "local", "model": "a\tb"}]}}},
+        {"local_model_name": "mini lm"},
+    ],
+)
+def test_names_that_become_metric_labels_hold_no_whitespace(settings: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="whitespace or a control character"):
+        Settings(**settings)
