@@ -7,6 +7,7 @@ attributes and that the caller's traceparent is their parent.
 
 from __future__ import annotations
 
+import signal
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,11 +27,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from rerankd import tracing
 from rerankd.v1 import rerank_pb2 as pb
+from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
 from tests.conftest import running_app, stub_for
 from tests.examples import FRANCE_DOCS, FRANCE_QUERY
 from tests.fakes.base import Status as FakeStatus
 from tests.fakes.cohere import CohereFake
+from tests.support import server_process
 
 TRACE = "5bf92f3577b34da6a3ce929d0e0e4737"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -285,3 +288,33 @@ async def test_a_trace_over_otlp_has_the_semantic_conventions_and_the_callers_pa
     assert not_found["POST /v2/rerank"]["http.response.status_code"] == 404
     assert all(s.status.code != Status.STATUS_CODE_ERROR for s in others)
     assert all("error.type" not in _attributes(s.attributes) for s in others)
+
+
+def test_rerankd_serve_exports_over_otlp_grpc_and_flushes_on_sigterm(
+    grpc_collector: Collector, tmp_path, otel_env: pytest.MonkeyPatch
+) -> None:
+    """The real process (uvloop, grpc.aio server) with the gRPC exporter's own channel beside it:
+    the spans of a call reach the collector by the end of the drain."""
+    env = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_collector.endpoint,
+        "OTEL_SERVICE_NAME": "rerankd-process",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",  # nothing leaves before SIGTERM: the drain must flush
+    }
+    with server_process(env=env, tmp_path=tmp_path) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.RerankServiceStub(channel)
+            request = pb.RerankRequest(
+                query=FRANCE_QUERY, documents=[pb.Document(text=d) for d in FRANCE_DOCS]
+            )
+            stub.Rerank(request, metadata=(("traceparent", f"00-{TRACE}-{CALLER_SPAN}-01"),), timeout=30)
+        assert not grpc_collector.exports
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0, server.log()
+    spans = grpc_collector.spans()
+    assert {resource["service.name"] for resource, _ in spans} == {"rerankd-process"}
+    (server_span,) = [s for _, s in spans if s.kind == Span.SPAN_KIND_SERVER]
+    assert server_span.name == "rerankd.v1.RerankService/Rerank" and server_span.trace_id.hex() == TRACE
+    assert server_span.parent_span_id.hex() == CALLER_SPAN
+    assert _attributes(server_span.attributes)["rpc.system"] == "grpc"
+    assert "rerankd.local.inference" in {s.name for _, s in spans}
