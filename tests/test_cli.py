@@ -156,3 +156,38 @@ def test_configuration_errors_are_one_line_and_exit_2(
     assert done.returncode == 2, done
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version_flag_prints_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    for args in (["--version"], ["serve", "--version"]):
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"rerankd {version('rerankd')}"
+
+
+def test_unknown_rerankd_variables_are_warned_about_one_line_each(tmp_path: Path) -> None:
+    env = {
+        "RERANKD_GRACE_PERIOD": "3",  # misspelt RERANKD_GRACE_PERIOD_S
+        "RERANKD_LOCAL_THREDS": "secret-looking-value-1234",
+        "RERANKD_XYZZY": "1",
+        "RERANKD_TOKEN": "read by the client commands",
+        "RERANKD_ROUTES__DEFAULT__TARGETS": '[{"provider": "local"}]',  # nested: a real setting
+    }
+    with server_process(tmp_path=tmp_path, env=env) as server:
+        models = cli("models", "--target", server.address)  # it serves despite the warnings
+        assert models.returncode == 0 and "default" in models.stdout
+        log = server.log()
+    warned = [json.loads(line) for line in log.splitlines() if "is not a rerankd setting" in line]
+    assert [w["level"] for w in warned] == ["WARNING"] * 3, log
+    messages = [w["msg"] for w in warned]
+    assert messages == [
+        "environment variable RERANKD_GRACE_PERIOD is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_GRACE_PERIOD_S?",
+        "environment variable RERANKD_LOCAL_THREDS is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_LOCAL_THREADS?",
+        "environment variable RERANKD_XYZZY is not a rerankd setting and is ignored;"
+        " no setting has a similar name",
+    ]
+    assert "secret-looking-value" not in log

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
+from rerankd import __version__
 from rerankd.client import RerankClient, RerankOptions
 from rerankd.v1 import rerank_pb2 as pb
 
@@ -43,9 +44,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rerankd", description="gRPC rerank service and its client.")
+    parser.add_argument("--version", action="version", version=f"rerankd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (settings also from RERANKD_* env vars)")
+    serve.add_argument("--version", action="version", version=f"rerankd {__version__}")
     serve.add_argument("--host", help="listen address (default 127.0.0.1; RERANKD_HOST)")
     serve.add_argument("--port", type=int, help="listen port (default 50051; RERANKD_PORT)")
     serve.add_argument(
@@ -53,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http-host", help="HTTP API listen address (default: --host; RERANKD_HTTP_HOST)")
     serve.add_argument("--http-port", type=int, help="HTTP API port (default 8080; RERANKD_HTTP_PORT)")
+    serve.add_argument(
+        "--tei-port",
+        type=int,
+        help="serve TEI's own paths (/rerank, /info, /health) here too (RERANKD_TEI_PORT)",
+    )
     serve.add_argument(
         "--no-http", dest="http_enabled", action="store_false", default=None, help="serve gRPC only"
     )
@@ -208,7 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from rerankd import errors, eventloop, logs
-    from rerankd.config import load_settings
+    from rerankd.config import load_settings, unknown_variables
     from rerankd.local.files import ModelFilesError
 
     try:
@@ -218,6 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
             bind=args.bind,
             http_host=args.http_host,
             http_port=args.http_port,
+            tei_port=args.tei_port,
             http_enabled=args.http_enabled,
             config=args.config,
             grace_period_s=args.grace_period,
@@ -233,6 +242,8 @@ def _serve(args: argparse.Namespace) -> int:
         return _refuse(_settings_problems(exc))
     except (OSError, ValueError, yaml.YAMLError, ModelFilesError, errors.RerankError) as exc:
         return _refuse(str(exc))
+    for line in unknown_variables(settings, os.environ):  # a misspelt setting: warned, not fatal
+        logging.getLogger("rerankd.config").warning("%s", line)
     from rerankd.server import serve
 
     try:

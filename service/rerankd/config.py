@@ -24,8 +24,10 @@ Retries, circuit breaking, backpressure and the response cache are described in 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,6 +233,14 @@ class Settings(BaseSettings):
     http_enabled: bool = Field(True, description="Serve the HTTP/JSON API (Cohere/Pinecone/Portkey/TEI).")
     http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    tei_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="A second HTTP port serving the TEI dialect on TEI's own paths (POST /rerank, GET /info,"
+        " GET /health), so TEI clients only change the host; unset = off, 0 picks a free one. Needs"
+        " http_enabled; listens on http_host.",
+    )
     grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
     max_connection_age_s: float = Field(
         0.0,
@@ -363,6 +373,14 @@ class Settings(BaseSettings):
         return label_safe("local_model_name", value)
 
     @model_validator(mode="after")
+    def _check_tei_port(self) -> Settings:
+        if self.tei_port is not None and not self.http_enabled:
+            raise ValueError("tei_port serves the TEI dialect of the HTTP API: it needs http_enabled")
+        if self.tei_port and self.tei_port == self.http_port:
+            raise ValueError(f"tei_port and http_port are both {self.http_port}: TEI needs a port of its own")
+        return self
+
+    @model_validator(mode="after")
     def _check_tls(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
@@ -407,6 +425,33 @@ def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     return path
+
+
+ENV_PREFIX = "RERANKD_"
+# RERANKD_* variables read outside Settings: the client commands' token (cli.py) and the address the
+# sidecar manifests hand the application container (deploy/k8s/sidecar).
+OTHER_VARIABLES = ("RERANKD_TOKEN", "RERANKD_TARGET")
+# Settings that nest (RERANKD_ROUTES__ENGLISH__RETRY__MAX_ATTEMPTS=3): any name below them is theirs.
+_NESTED = ("providers", "routes", "callers", "rate_limit_callers")
+
+
+def unknown_variables(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """One line for each RERANKD_* variable in `environ` that nothing reads (a misspelt setting is
+    otherwise silently ignored), naming the closest known variable. Values are never shown."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known.update(OTHER_VARIABLES)
+    known.update(c.api_key_env.upper() for c in settings.providers.values() if c.api_key_env)
+    nested = tuple(f"{ENV_PREFIX}{name.upper()}__" for name in _NESTED)
+    lines = []
+    for variable in sorted(environ):
+        name = variable.upper()  # pydantic-settings reads them case-insensitively
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(nested):
+            continue
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in sorted(known)}  # the prefix is no likeness
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else "no setting has a similar name"
+        lines.append(f"environment variable {variable} is not a rerankd setting and is ignored; {hint}")
+    return lines
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -157,6 +157,7 @@ class Router:
                 self._direct.setdefault(model, [Target(provider, model)])
         # The configured names and targets are the only metric label values (metrics.py).
         metrics.know_models([*self.routes, *self._direct])
+        metrics.know_patterns(self.patterns)  # a name a route's `match` answers counts as that route
         metrics.know_targets(
             t.label for named in (self.routes, self._direct) for ts in named.values() for t in ts
         )

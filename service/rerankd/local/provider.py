@@ -65,7 +65,7 @@ from rerankd.providers.base import Capabilities, Provider, ProviderCall, Provide
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
-_TOKENIZER_THREADS = 2
+TOKENIZER_THREADS = 2
 _OPTIONS = (
     "model_dir, model, revision, cache_dir, onnx_file, quantized, activation, max_length, threads,"
     " max_queued_pairs, passages"
@@ -149,7 +149,7 @@ class LocalProvider(Provider):
         self.family = "bert" if self.source.repo_id is None and self.model_dir is None else "unknown"
         self._encoder: CrossEncoder | None = None
         self._scheduler: FairScheduler[Pair] | None = None
-        self._tokenizing = ThreadPoolExecutor(_TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
+        self._tokenizing = ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
         self.load_seconds = 0.0
 
     @classmethod

@@ -215,3 +215,37 @@ class TeiResponse(RootModel[list[TeiRank]]):
 class TeiError(_Out):
     error: str
     error_type: str
+
+
+class TeiClassifierModel(_Out):
+    """TEI's ClassifierModel: the head's labels (a reranker has one)."""
+
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class TeiModelType(_Out):
+    """TEI's ModelType as rerankd serves it: always a reranker."""
+
+    reranker: TeiClassifierModel
+
+
+class TeiInfo(_Out):
+    """TEI's `GET /info` (router/src/lib.rs `Info`), describing what the `default` route tries first
+    (docs/http-api.md, "TEI on its own paths"); null where rerankd does not know the value."""
+
+    model_id: str
+    model_sha: str | None
+    model_dtype: str
+    served_model_name: str
+    model_type: TeiModelType
+    max_concurrent_requests: int
+    max_input_length: int | None
+    max_batch_tokens: int | None
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int | None
+    version: str
+    sha: str | None
+    docker_label: str | None

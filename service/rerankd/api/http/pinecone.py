@@ -7,14 +7,19 @@ from typing import Any
 
 from rerankd import errors
 from rerankd.api.http.base import Dialect, as_document, search_units
-from rerankd.api.http.bodies import PineconeRequest
+from rerankd.api.http.bodies import PineconeError, PineconeRequest, PineconeResponse
 from rerankd.api.pipeline import CallIds
 from rerankd.domain import Ranked, RerankQuery, Truncation
 
 
 class Pinecone(Dialect[PineconeRequest]):
     name = "pinecone"
+    path = "/rerank"
+    operation_id = "pineconeRerank"
+    summary = "Pinecone Inference rerank (Api-Key and X-Pinecone-Api-Version headers are accepted)."
     body = PineconeRequest
+    answer = PineconeResponse
+    error_body = PineconeError
 
     def to_query(self, body: PineconeRequest, ids: CallIds, metadata: Mapping[str, str]) -> RerankQuery:
         parameters = dict(body.parameters or {})
