@@ -58,7 +58,6 @@ class Call:
         access_line: bool = True,
         span_name: str = "",
         span_attributes: Mapping[str, Any] | None = None,
-        http: bool = False,
     ) -> None:
         self.method = method
         self.request_id = request_id
@@ -70,9 +69,9 @@ class Call:
         self.provider = ""
         self.attempts = 0
         self.status = ""  # set once, by finish()
-        # The HTTP status the front door answered (0 until then, and when the caller had gone);
-        # None for gRPC calls.
-        self.http_status: int | None = 0 if http else None
+        # The HTTP status the HTTP front door answered (0 until then, and when the caller had
+        # gone); None for gRPC calls. The span's conventions follow it (tracing.end_server_span).
+        self.http_status: int | None = 0 if method.startswith("http/") else None
         self._access_line = access_line
         self._in_flight = metrics.child(metrics.IN_FLIGHT, method)
         self._in_flight.inc()

@@ -90,7 +90,6 @@ class Pipeline:
             access_line=self.settings.access_log_enabled,
             span_name=name,
             span_attributes=attributes,
-            http=http is not None,
         )
         call.model, call.documents = model, documents
         return call
