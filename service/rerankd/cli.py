@@ -190,9 +190,19 @@ def _models(args: argparse.Namespace) -> int:
 
         print(json_format.MessageToJson(reply))
         return 0
+    rows = [("name", "type", "target", "kind", "family", "max length", "source")]
     for model in reply.models:
-        targets = ", ".join(f"{t.provider}/{t.model}" for t in model.targets)
-        print(f"{model.name:<32} {'alias' if model.alias else 'model':<6} {targets}")
+        for number, t in enumerate(model.targets or [None]):
+            first = (model.name, "alias" if model.alias else "model") if number == 0 else ("", "")
+            if t is None:
+                rows.append((*first, "-", "", "", "", ""))
+                continue
+            length = str(t.max_length) if t.max_length else "-"
+            rows.append((*first, f"{t.provider}/{t.model}", t.kind, t.family or "-", length, t.source or "-"))
+    widths = [max(len(row[column]) for row in rows) for column in range(6)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:6], widths, strict=True)]
+        print("  ".join([*cells, row[6]]).rstrip())
     return 0
 
 

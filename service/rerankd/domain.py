@@ -62,7 +62,7 @@ class RerankQuery:
 @dataclass(frozen=True, slots=True)
 class Passage:
     """The window of a long document that decided its score: characters [start, end) of its text,
-    window `index` of `count` (documents scored as passages, rerankd.local.model.Passages)."""
+    window `index` of `count` (documents scored as passages: rerankd.passages)."""
 
     start: int
     end: int

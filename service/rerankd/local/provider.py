@@ -50,7 +50,7 @@ import onnxruntime as ort
 
 from rerankd import errors, metrics, tracing
 from rerankd.config import ProviderConfig
-from rerankd.domain import Passage, Scored, Usage, render_text
+from rerankd.domain import Scored, Usage, render_text
 from rerankd.local import hub
 from rerankd.local.files import (
     BUNDLED_SOURCE,
@@ -59,9 +59,10 @@ from rerankd.local.files import (
     bundled_files,
     folder_files,
 )
-from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, Passages, family, position_limit
+from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, family, position_limit
 from rerankd.local.scheduler import FairScheduler
-from rerankd.providers.base import Capabilities, Provider, ProviderCall, ProviderResult
+from rerankd.passages import Passages, pool, requested
+from rerankd.providers.base import Capabilities, ModelDescription, Provider, ProviderCall, ProviderResult
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
@@ -215,10 +216,10 @@ class LocalProvider(Provider):
         self.files = files
         return files
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, model: str = "") -> ModelDescription:
         """What ListModels / `rerankd models` show of this model: family, max length, source."""
         source = self.files.source if self.files is not None else self.source.describe()
-        return {"family": self.family, "max_length": self.max_length, "source": source}
+        return ModelDescription(family=self.family, max_length=self.max_length, source=source)
 
     def models(self) -> Sequence[str]:
         return (self.model_name,)
@@ -285,7 +286,7 @@ class LocalProvider(Provider):
             if text is None:
                 raise errors.invalid(f"documents[{index}]", "has no text to rank")
             texts.append(text)
-        passages = self._passages(call.parameters)
+        passages = requested(call.parameters, self.passages)
         encoder, scheduler = self.encoder, self.scheduler
         with scheduler.admit(len(texts)) as admission:
             loop = asyncio.get_running_loop()
@@ -318,16 +319,7 @@ class LocalProvider(Provider):
         usage = Usage(documents=len(texts), total_tokens=tokens)
         if passages is None:
             return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
-        return ProviderResult(_pool(pairs, scores, len(texts), passages.pool), usage, self.model_name)
-
-    def _passages(self, parameters: Mapping[str, Any]) -> Passages | None:
-        """The request's `parameters.passages` (INVALID_ARGUMENT when malformed), else the model's."""
-        if "passages" not in parameters:
-            return self.passages
-        try:
-            return Passages.parse(parameters["passages"])
-        except ValueError as exc:
-            raise errors.invalid("parameters.passages", str(exc)) from None
+        return ProviderResult(pool(pairs, scores, len(texts), passages.pool), usage, self.model_name)
 
     async def aclose(self) -> None:
         """Fail queued work with UNAVAILABLE and let the workers finish their current pair."""
@@ -342,20 +334,6 @@ def _passages_option(provider: str, value: Any) -> Passages | None:
         return Passages.parse(value)
     except ValueError as exc:
         raise ValueError(f"provider {provider!r}: options.passages {exc}") from None
-
-
-def _pool(pairs: Sequence[Pair], scores: Sequence[float], documents: int, pool: str) -> list[Scored]:
-    """One score per document from its windows' (max, mean or first), with the winning window."""
-    windows: list[list[int]] = [[] for _ in range(documents)]
-    for position, pair in enumerate(pairs):
-        windows[pair.document].append(position)
-    pooled = []
-    for index, mine in enumerate(windows):
-        best = max(range(len(mine)), key=lambda w: scores[mine[w]])
-        score = sum(scores[p] for p in mine) / len(mine) if pool == "mean" else scores[mine[best]]
-        won = pairs[mine[best]]
-        pooled.append(Scored(index, score, Passage(won.start, won.end, best, len(mine))))
-    return pooled
 
 
 def preflight(providers: Mapping[str, Provider]) -> None:

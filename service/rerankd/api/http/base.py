@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from rerankd import errors
 from rerankd.api.pipeline import CallIds, Pipeline
-from rerankd.domain import Document, Ranked, RerankQuery, Usage
+from rerankd.domain import Document, Passage, Ranked, RerankQuery, Usage
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -49,6 +49,11 @@ def as_document(item: str | dict[str, Any]) -> Document:
 def echoed(item: str | dict[str, Any]) -> dict[str, Any]:
     """A request's document as results echo it back (a string becomes {"text": ...})."""
     return {"text": item} if isinstance(item, str) else item
+
+
+def passage_json(passage: Passage) -> dict[str, int]:
+    """The winning passage as results carry it (rerankd's extra field; docs/http-api.md)."""
+    return {"start": passage.start, "end": passage.end, "index": passage.index, "count": passage.count}
 
 
 def search_units(usage: Usage) -> int:

@@ -116,10 +116,20 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PassageOut(_Out):
+    """rerankd's extra field on a result scored as passages: the window that won (code points)."""
+
+    start: int
+    end: int
+    index: int
+    count: int
+
+
 class CohereResult(_Out):
     index: int
     relevance_score: float
     document: dict[str, Any] | None = None
+    passage: PassageOut | None = None
 
 
 class CohereApiVersion(_Out):
@@ -179,6 +189,7 @@ class PineconeRanked(_Out):
     index: int
     score: float
     document: dict[str, Any] | None = None
+    passage: PassageOut | None = None
 
 
 class PineconeUsage(_Out):

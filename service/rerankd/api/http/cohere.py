@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rerankd import errors
-from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, search_units
+from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, passage_json, search_units
 from rerankd.api.http.bodies import (
     CohereError,
     CohereResponse,
@@ -49,6 +49,8 @@ class _Cohere(Dialect[BodyT]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if echo:
                 result["document"] = echoed(documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         meta: dict[str, Any] = {
             "api_version": {"version": self.version},
@@ -139,6 +141,8 @@ class Portkey(Dialect[PortkeyRequest]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if body.return_documents:
                 result["document"] = echoed(body.documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         return {
             "id": ids.request_id,
