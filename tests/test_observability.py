@@ -300,3 +300,32 @@ def test_a_failing_child_span_gets_the_errors_code_as_error_type(spans: InMemory
     assert (
         inference.attributes["error.type"] == "INTERNAL" and inference.status.status_code is StatusCode.ERROR
     )
+
+
+async def test_an_attempt_split_into_several_requests_has_one_http_span_per_request(
+    spans: InMemorySpanExporter,
+) -> None:
+    """Passages past a provider's batch: one attempt sends several HTTP requests; each has one span
+    with the HTTP client conventions (the attempt's own, then CLIENT spans under it)."""
+    from tests.fakes.tei import API_KEY, TeiFake
+
+    options = {"max_client_batch_size": 4, "max_input_length": 200, "passages": {"tokens": 128, "stride": 32}}
+    provider = {"kind": "tei", "api_key": API_KEY, "models": ["long"], "options": options}
+    with TeiFake(max_client_batch_size=4, max_input_length=200) as fake:
+        providers = {"tei": {**provider, "base_url": fake.url}}
+        async with running_app(providers=providers, local_enabled=False) as app, stub_for(app) as stub:
+            texts = [f"town {i} is a capital" for i in range(10)]
+            request = pb.RerankRequest(
+                model="long", query="capital", documents=[pb.Document(text=t) for t in texts]
+            )
+            await stub.Rerank(request, timeout=30)
+        sent = len(fake.requests)
+    assert sent == 3  # 10 documents in batches of 4
+    finished = spans.get_finished_spans()
+    (attempt,) = [
+        s for s in finished if s.kind == SpanKind.CLIENT and s.attributes.get("rerankd.attempt") == 1
+    ]
+    requests = [s for s in finished if "http.request.method" in s.attributes]
+    assert len(requests) == sent and all(s.attributes["http.response.status_code"] == 200 for s in requests)
+    assert attempt in requests and all(s.kind == SpanKind.CLIENT and s.name == "POST" for s in requests)
+    assert {s.parent.span_id for s in requests if s is not attempt} == {attempt.context.span_id}

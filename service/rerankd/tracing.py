@@ -490,21 +490,33 @@ def _client_url(url: str) -> dict[str, Any]:
     return {"server.address": host, "server.port": port, "url.full": full}
 
 
-def http_client_request(method: str, url: str) -> None:
-    """HTTP client conventions on the current (attempt) span as a provider request goes out; the
-    span takes the convention's name, the method."""
-    span = otel.get_current_span()
-    span.update_name(method if method in _HTTP_METHODS else "HTTP")
-    span.set_attributes(
-        {"http.request.method": method if method in _HTTP_METHODS else "_OTHER", **_client_url(url)}
-    )
+@contextlib.contextmanager
+def http_client_span(method: str, url: str) -> Iterator[otel.Span]:
+    """The span of one provider HTTP request, with the HTTP client conventions (named by the
+    method): the current attempt span, or, when that one already describes an earlier request of
+    the same attempt (a provider call split into several, e.g. passages past the provider's batch),
+    a CLIENT span of its own under it, so that each request has one span."""
+    known = method if method in _HTTP_METHODS else ""
+    attributes = {"http.request.method": known or "_OTHER", **_client_url(url)}
+    current = otel.get_current_span()
+    if "http.request.method" not in (getattr(current, "attributes", None) or {}):
+        current.update_name(known or "HTTP")
+        current.set_attributes(attributes)
+        yield current
+        return
+    with tracer().start_as_current_span(
+        known or "HTTP", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+    ) as span:
+        yield span
 
 
 def http_client_response(status: int) -> None:
+    """The answer's status on the current request span (4xx and 5xx are errors of a CLIENT span)."""
     span = otel.get_current_span()
     span.set_attribute("http.response.status_code", status)
     if status >= 400:
         span.set_attribute("error.type", str(status))
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def http_client_failure(kind: type[BaseException]) -> None:

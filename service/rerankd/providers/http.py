@@ -163,13 +163,13 @@ class HttpClient:
         return await self._send_httpx(provider, request, limit)
 
     async def _send_traced(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
-        """`send` with the HTTP client conventions on the current (attempt) span."""
-        tracing.http_client_request(request.method, request.url)
-        if isinstance(self._transport, AiohttpTransport):
-            reply = await self._send_direct(self._transport, provider, request, limit)
-        else:
-            reply = await self._send_httpx(provider, request, limit)
-        tracing.http_client_response(reply.status)
+        """`send` with the HTTP client conventions on the request's span (tracing.http_client_span)."""
+        with tracing.http_client_span(request.method, request.url):
+            if isinstance(self._transport, AiohttpTransport):
+                reply = await self._send_direct(self._transport, provider, request, limit)
+            else:
+                reply = await self._send_httpx(provider, request, limit)
+            tracing.http_client_response(reply.status)
         return reply
 
     async def _send_httpx(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
