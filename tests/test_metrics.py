@@ -113,12 +113,13 @@ async def test_readme_metrics_table_matches_a_live_servers_metrics(tmp_path: Pat
     README row is exported. The calls below give every rerankd family at least one sample."""
     tokens = {name: f"{name}-token-0123456789abcdef" for name in ("alice", "bob", "carol")}
     (tmp_path / "tokens").write_text("".join(f"{name}: {token}\n" for name, token in tokens.items()))
-    with fakes({}, {}) as (broken, good):
+    with fakes({}, {}, {"latency": 0.3}) as (broken, good, slow):
         broken.inject(*[Status(503, {"message": "down"})] * 4)
         settings = {
             "providers": {
                 "broken": provider_config(broken, breaker={"consecutive_failures": 1}),
                 "good": provider_config(good),
+                "slow": provider_config(slow),
             },
             "routes": {
                 "fb": {
@@ -127,7 +128,14 @@ async def test_readme_metrics_table_matches_a_live_servers_metrics(tmp_path: Pat
                         {"provider": "good", "model": "m1", "priority": 1},
                     ],
                     "retry": {"max_attempts": 2, "initial_backoff_s": 0.01},
-                }
+                },
+                "hedged": {  # the slow target is hedged after 5 ms
+                    "targets": [
+                        {"provider": "slow", "model": "m2"},
+                        {"provider": "good", "model": "m1", "priority": 1},
+                    ],
+                    "strategy": {"kind": "hedge", "delay_ms": 5, "budget_percent": 100},
+                },
             },
             "auth_tokens_file": tmp_path / "tokens",
             "callers": {
@@ -148,6 +156,7 @@ async def test_readme_metrics_table_matches_a_live_servers_metrics(tmp_path: Pat
 
                 await stub.Rerank(request("fb", "q", ["a", "b"]), metadata=who("alice"), timeout=10)
                 await stub.Rerank(request("", "q", ["a", "b"]), metadata=who("alice"), timeout=30)
+                await stub.Rerank(request("hedged", "q", ["a", "b"]), metadata=who("alice"), timeout=10)
                 for model, caller in (
                     ("fb", ""),
                     ("fb", "bob"),

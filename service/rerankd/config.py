@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -162,6 +162,59 @@ class TargetConfig(BaseModel):
         return label_safe("target", value)
 
 
+class FallbackStrategy(BaseModel):
+    """Targets in priority order (weighted within a priority); the next one after a failure."""
+
+    kind: Literal["fallback"] = "fallback"
+
+    model_config = {"extra": "forbid"}
+
+
+class HedgeStrategy(BaseModel):
+    """Fallback order, plus a hedge: when an attempt has not answered after a delay, the same request
+    goes to the next target too (to the same one again when the route has one); the first good
+    answer wins and the others are cancelled (docs/routing.md)."""
+
+    kind: Literal["hedge"]
+    delay_ms: float = Field(
+        50.0, gt=0, description="Wait before a hedge (with delay_quantile: until enough latencies are seen)."
+    )
+    delay_quantile: float | None = Field(
+        None, gt=0, lt=1, description="Wait this quantile of the target's recent latency instead (e.g. 0.95)."
+    )
+    max_extra: int = Field(1, ge=1, le=2, description="Hedges per request at most.")
+    budget_percent: float = Field(
+        10.0, gt=0, le=100, description="At most this share of the route's requests are hedged."
+    )
+
+    model_config = {"extra": "forbid"}
+
+
+class CascadeStrategy(BaseModel):
+    """Two stages: the route's first target scores every document, the second reranks the best
+    `keep_top` (or those scoring at least `min_score`) of them (docs/routing.md)."""
+
+    kind: Literal["cascade"]
+    keep_top: int | None = Field(50, ge=1, description="Documents the first stage passes on.")
+    min_score: float | None = Field(
+        None, description="Pass on only documents whose first-stage score is at least this."
+    )
+    fallback_to_first_stage: bool = Field(
+        False, description="When the second stage fails, answer with the first stage's ranking."
+    )
+
+    model_config = {"extra": "forbid"}
+
+    @model_validator(mode="after")
+    def _a_cut(self) -> CascadeStrategy:
+        if self.keep_top is None and self.min_score is None:
+            raise ValueError("a cascade needs keep_top, min_score or both")
+        return self
+
+
+Strategy = Annotated[FallbackStrategy | HedgeStrategy | CascadeStrategy, Field(discriminator="kind")]
+
+
 class RouteConfig(BaseModel):
     """A model alias: targets tried in priority order, weighted within a priority."""
 
@@ -176,8 +229,18 @@ class RouteConfig(BaseModel):
     chunk_concurrency: int = Field(
         8, ge=1, description="Chunks of one over-long request scored at once on a target."
     )
+    strategy: Strategy = Field(
+        default_factory=FallbackStrategy,
+        description="How the targets are used: fallback (default), hedge or cascade (`kind`).",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @model_validator(mode="after")
+    def _cascade_stages(self) -> RouteConfig:
+        if isinstance(self.strategy, CascadeStrategy) and len(self.targets) != 2:
+            raise ValueError("a cascade route has two targets: the first stage, then the second")
+        return self
 
     @field_validator("match")
     @classmethod

@@ -105,6 +105,7 @@ class Attempt:
     duration_ms: float
     attempt: int = 1
     message: str = ""
+    hedge: str = ""  # on a hedged request: "won" or "cancelled" (routing/strategies/hedge.py)
 
 
 @dataclass(slots=True)

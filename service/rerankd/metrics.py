@@ -82,6 +82,12 @@ RETRIES = Counter(
 FALLBACKS = Counter(
     "rerankd_fallbacks", "Fallbacks from one target to the next, by route name.", ["route"], registry=REGISTRY
 )
+HEDGES = Counter(
+    "rerankd_hedges",
+    "Hedged requests by route: sent, won (the hedge's answer was used), refused (over the budget).",
+    ["route", "result"],
+    registry=REGISTRY,
+)
 BREAKER_STATE = Gauge(
     "rerankd_breaker_state",
     "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
@@ -259,6 +265,10 @@ def on_resilience_event(name: str, labels: Mapping[str, str]) -> None:
     elif name == "fallback":
         route = labels.get("route", "")
         FALLBACKS.labels(route if route in _KNOWN_MODELS else _matched_route(route) or OTHER).inc()
+    elif name == "hedge":
+        route = labels.get("route", "")
+        route = route if route in _KNOWN_MODELS else _matched_route(route) or OTHER
+        HEDGES.labels(route, labels.get("result", "")).inc()
     elif name == "breaker":
         target, state = target_label(labels.get("target", "")), labels.get("to_state", "")
         BREAKER_TRANSITIONS.labels(target, state).inc()

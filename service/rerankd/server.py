@@ -33,7 +33,7 @@ from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
 from rerankd.ratelimit import RateLimiter
-from rerankd.router import Router
+from rerankd.routing import Router
 from rerankd.v1 import rerank_pb2, rerank_pb2_grpc
 from rerankd.validation import Limits, receive_limit
 

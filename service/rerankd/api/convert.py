@@ -19,7 +19,7 @@ from rerankd.domain import (
     Truncation,
     Usage,
 )
-from rerankd.router import ModelEntry
+from rerankd.routing import ModelEntry
 from rerankd.v1 import rerank_pb2 as pb
 
 _TRUNCATION = {
@@ -107,6 +107,7 @@ def attempt_messages(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
             duration_ms=a.duration_ms,
             attempt=a.attempt,
             message=a.message,
+            hedge=a.hedge,
         )
         for a in attempts
     ]

@@ -117,7 +117,7 @@ class BedrockProvider(HttpProvider):
         try:
             return self.parse_response(call, reply)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise errors.Internal(
+            raise errors.BadResponse(
                 f"{self.name}: could not parse the provider's answer ({type(exc).__name__})",
                 provider=self.name,
             ) from None

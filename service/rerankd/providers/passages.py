@@ -39,9 +39,9 @@ from typing import Any, Protocol
 
 from rerankd import errors
 from rerankd.domain import Document, Scored, Usage, render_text
+from rerankd.errors import BadResponse
 from rerankd.passages import PARAMETER, Passages, pool, requested, spans
 from rerankd.providers.base import Capabilities, ModelDescription, Provider, ProviderCall, ProviderResult
-from rerankd.resilience.retry import BadResponse
 
 CONCURRENT_CALLS = 8  # calls in flight for one request's windows (the router's chunk concurrency)
 CHARS_PER_TOKEN = 4  # without a tokenizer: a token is a run of up to this many non-space characters
@@ -120,8 +120,8 @@ class PassageProvider(Provider):
         self._counter = counter
 
     @property
-    def kind(self) -> str:  # the wrapped provider's, for ListModels, metrics and dialect checks
-        return self.inner.kind
+    def kind(self) -> str:  # type: ignore[override]  # a class's kind is a constant, a wrapper's its inner's
+        return self.inner.kind  # the wrapped provider's, for ListModels, metrics and dialect checks
 
     def capabilities(self, model: str) -> Capabilities:
         limits = self.inner.capabilities(model)

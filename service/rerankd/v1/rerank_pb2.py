@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17rerankd/v1/rerank.proto\x12\nrerankd.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x85\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x30\n\x06\x66ields\x18\x03 \x03(\x0b\x32 .rerankd.v1.Document.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0cTraceContext\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0f\n\x07span_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\t\x12\x11\n\tspan_name\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\"\xb2\x03\n\rRerankRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\'\n\tdocuments\x18\x03 \x03(\x0b\x32\x14.rerankd.v1.Document\x12\r\n\x05top_n\x18\x04 \x01(\r\x12\x18\n\x10return_documents\x18\x05 \x01(\x08\x12\x13\n\x0brank_fields\x18\x06 \x03(\t\x12*\n\ntruncation\x18\x07 \x01(\x0e\x32\x16.rerankd.v1.Truncation\x12\x1a\n\x12max_tokens_per_doc\x18\x08 \x01(\r\x12+\n\nparameters\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05trace\x18\n \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12\x39\n\x08metadata\x18\x0b \x03(\x0b\x32\'.rerankd.v1.RerankRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\x0cRerankResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x17\n\x0frelevance_score\x18\x02 \x01(\x01\x12&\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x14.rerankd.v1.Document\x12$\n\x07passage\x18\x04 \x01(\x0b\x32\x13.rerankd.v1.Passage\"C\n\x07Passage\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\\\n\x05Usage\x12\x14\n\x0csearch_units\x18\x01 \x01(\r\x12\x14\n\x0crerank_units\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\x12\x11\n\tdocuments\x18\x04 \x01(\r\"r\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\"\xda\x01\n\x0eRerankResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12)\n\x07results\x18\x04 \x03(\x0b\x32\x18.rerankd.v1.RerankResult\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.rerankd.v1.Usage\x12\'\n\x05trace\x18\x06 \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12%\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x13.rerankd.v1.Attempt\"s\n\x13RerankStreamRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.rerankd.v1.RerankRequest\x12\x13\n\x0bprogressive\x18\x02 \x01(\x08\x12\x1b\n\x13results_per_message\x18\x03 \x01(\r\"\xb9\x01\n\x14RerankStreamResponse\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.rerankd.v1.RerankStreamHeaderH\x00\x12\x32\n\x07results\x18\x02 \x01(\x0b\x32\x1f.rerankd.v1.RerankStreamResultsH\x00\x12\x32\n\x07summary\x18\x03 \x01(\x0b\x32\x1f.rerankd.v1.RerankStreamSummaryH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x12RerankStreamHeader\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\'\n\x05trace\x18\x04 \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12\x15\n\rtotal_results\x18\x05 \x01(\r\"e\n\x13RerankStreamResults\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.rerankd.v1.RerankResult\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x12\n\nfirst_rank\x18\x03 \x01(\r\"\x7f\n\x13RerankStreamSummary\x12 \n\x05usage\x18\x01 \x01(\x0b\x32\x11.rerankd.v1.Usage\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.rerankd.v1.Attempt\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"@\n\x12RerankBatchRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.rerankd.v1.RerankRequest\"\x8e\x01\n\x13RerankBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1a.rerankd.v1.RerankResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.rerankd.v1.RerankErrorH\x00\x42\t\n\x07outcome\"<\n\x0bRerankError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.rerankd.v1.ModelInfo\"R\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\x08\x12(\n\x07targets\x18\x03 \x03(\x0b\x32\x17.rerankd.v1.ModelTarget\"\xa9\x01\n\x0bModelTarget\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\r\x12\x15\n\rmax_documents\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\r\x12\x0e\n\x06\x66\x61mily\x18\x07 \x01(\t\x12\x12\n\nmax_length\x18\x08 \x01(\r\x12\x0e\n\x06source\x18\t \x01(\t*Q\n\nTruncation\x12\x1a\n\x16TRUNCATION_UNSPECIFIED\x10\x00\x12\x12\n\x0eTRUNCATION_END\x10\x01\x12\x13\n\x0fTRUNCATION_NONE\x10\x02\x32\xcb\x02\n\rRerankService\x12?\n\x06Rerank\x12\x19.rerankd.v1.RerankRequest\x1a\x1a.rerankd.v1.RerankResponse\x12S\n\x0cRerankStream\x12\x1f.rerankd.v1.RerankStreamRequest\x1a .rerankd.v1.RerankStreamResponse0\x01\x12R\n\x0bRerankBatch\x12\x1e.rerankd.v1.RerankBatchRequest\x1a\x1f.rerankd.v1.RerankBatchResponse(\x01\x30\x01\x12P\n\nListModels\x12\x1d.rerankd.v1.ListModelsRequest\x1a\x1e.rerankd.v1.ListModelsResponse\"\x03\x90\x02\x01\x42\x64\n\x0e\x64\x65v.rerankd.v1B\x0bRerankProtoP\x01Z6github.com/rerankd/rerankd/gen/go/rerankd/v1;rerankdv1\xaa\x02\nRerankd.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17rerankd/v1/rerank.proto\x12\nrerankd.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x85\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x30\n\x06\x66ields\x18\x03 \x03(\x0b\x32 .rerankd.v1.Document.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0cTraceContext\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0f\n\x07span_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_span_id\x18\x03 \x01(\t\x12\x11\n\tspan_name\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\"\xb2\x03\n\rRerankRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\'\n\tdocuments\x18\x03 \x03(\x0b\x32\x14.rerankd.v1.Document\x12\r\n\x05top_n\x18\x04 \x01(\r\x12\x18\n\x10return_documents\x18\x05 \x01(\x08\x12\x13\n\x0brank_fields\x18\x06 \x03(\t\x12*\n\ntruncation\x18\x07 \x01(\x0e\x32\x16.rerankd.v1.Truncation\x12\x1a\n\x12max_tokens_per_doc\x18\x08 \x01(\r\x12+\n\nparameters\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05trace\x18\n \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12\x39\n\x08metadata\x18\x0b \x03(\x0b\x32\'.rerankd.v1.RerankRequest.MetadataEntry\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\x0cRerankResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x17\n\x0frelevance_score\x18\x02 \x01(\x01\x12&\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x14.rerankd.v1.Document\x12$\n\x07passage\x18\x04 \x01(\x0b\x32\x13.rerankd.v1.Passage\"C\n\x07Passage\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\\\n\x05Usage\x12\x14\n\x0csearch_units\x18\x01 \x01(\r\x12\x14\n\x0crerank_units\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\x12\x11\n\tdocuments\x18\x04 \x01(\r\"\x81\x01\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\r\n\x05hedge\x18\x07 \x01(\t\"\xda\x01\n\x0eRerankResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12)\n\x07results\x18\x04 \x03(\x0b\x32\x18.rerankd.v1.RerankResult\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.rerankd.v1.Usage\x12\'\n\x05trace\x18\x06 \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12%\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x13.rerankd.v1.Attempt\"s\n\x13RerankStreamRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.rerankd.v1.RerankRequest\x12\x13\n\x0bprogressive\x18\x02 \x01(\x08\x12\x1b\n\x13results_per_message\x18\x03 \x01(\r\"\xb9\x01\n\x14RerankStreamResponse\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.rerankd.v1.RerankStreamHeaderH\x00\x12\x32\n\x07results\x18\x02 \x01(\x0b\x32\x1f.rerankd.v1.RerankStreamResultsH\x00\x12\x32\n\x07summary\x18\x03 \x01(\x0b\x32\x1f.rerankd.v1.RerankStreamSummaryH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x12RerankStreamHeader\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\'\n\x05trace\x18\x04 \x01(\x0b\x32\x18.rerankd.v1.TraceContext\x12\x15\n\rtotal_results\x18\x05 \x01(\r\"e\n\x13RerankStreamResults\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.rerankd.v1.RerankResult\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x12\n\nfirst_rank\x18\x03 \x01(\r\"\x7f\n\x13RerankStreamSummary\x12 \n\x05usage\x18\x01 \x01(\x0b\x32\x11.rerankd.v1.Usage\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.rerankd.v1.Attempt\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"@\n\x12RerankBatchRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.rerankd.v1.RerankRequest\"\x8e\x01\n\x13RerankBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1a.rerankd.v1.RerankResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.rerankd.v1.RerankErrorH\x00\x42\t\n\x07outcome\"<\n\x0bRerankError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.rerankd.v1.ModelInfo\"R\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\x08\x12(\n\x07targets\x18\x03 \x03(\x0b\x32\x17.rerankd.v1.ModelTarget\"\xa9\x01\n\x0bModelTarget\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\r\x12\x15\n\rmax_documents\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\r\x12\x0e\n\x06\x66\x61mily\x18\x07 \x01(\t\x12\x12\n\nmax_length\x18\x08 \x01(\r\x12\x0e\n\x06source\x18\t \x01(\t*Q\n\nTruncation\x12\x1a\n\x16TRUNCATION_UNSPECIFIED\x10\x00\x12\x12\n\x0eTRUNCATION_END\x10\x01\x12\x13\n\x0fTRUNCATION_NONE\x10\x02\x32\xcb\x02\n\rRerankService\x12?\n\x06Rerank\x12\x19.rerankd.v1.RerankRequest\x1a\x1a.rerankd.v1.RerankResponse\x12S\n\x0cRerankStream\x12\x1f.rerankd.v1.RerankStreamRequest\x1a .rerankd.v1.RerankStreamResponse0\x01\x12R\n\x0bRerankBatch\x12\x1e.rerankd.v1.RerankBatchRequest\x1a\x1f.rerankd.v1.RerankBatchResponse(\x01\x30\x01\x12P\n\nListModels\x12\x1d.rerankd.v1.ListModelsRequest\x1a\x1e.rerankd.v1.ListModelsResponse\"\x03\x90\x02\x01\x42\x64\n\x0e\x64\x65v.rerankd.v1B\x0bRerankProtoP\x01Z6github.com/rerankd/rerankd/gen/go/rerankd/v1;rerankdv1\xaa\x02\nRerankd.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RERANKREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_RERANKSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_RERANKSERVICE'].methods_by_name['ListModels']._serialized_options = b'\220\002\001'
-  _globals['_TRUNCATION']._serialized_start=2671
-  _globals['_TRUNCATION']._serialized_end=2752
+  _globals['_TRUNCATION']._serialized_start=2687
+  _globals['_TRUNCATION']._serialized_end=2768
   _globals['_DOCUMENT']._serialized_start=70
   _globals['_DOCUMENT']._serialized_end=203
   _globals['_DOCUMENT_FIELDSENTRY']._serialized_start=158
@@ -57,34 +57,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PASSAGE']._serialized_end=958
   _globals['_USAGE']._serialized_start=960
   _globals['_USAGE']._serialized_end=1052
-  _globals['_ATTEMPT']._serialized_start=1054
-  _globals['_ATTEMPT']._serialized_end=1168
-  _globals['_RERANKRESPONSE']._serialized_start=1171
-  _globals['_RERANKRESPONSE']._serialized_end=1389
-  _globals['_RERANKSTREAMREQUEST']._serialized_start=1391
-  _globals['_RERANKSTREAMREQUEST']._serialized_end=1506
-  _globals['_RERANKSTREAMRESPONSE']._serialized_start=1509
-  _globals['_RERANKSTREAMRESPONSE']._serialized_end=1694
-  _globals['_RERANKSTREAMHEADER']._serialized_start=1697
-  _globals['_RERANKSTREAMHEADER']._serialized_end=1826
-  _globals['_RERANKSTREAMRESULTS']._serialized_start=1828
-  _globals['_RERANKSTREAMRESULTS']._serialized_end=1929
-  _globals['_RERANKSTREAMSUMMARY']._serialized_start=1931
-  _globals['_RERANKSTREAMSUMMARY']._serialized_end=2058
-  _globals['_RERANKBATCHREQUEST']._serialized_start=2060
-  _globals['_RERANKBATCHREQUEST']._serialized_end=2124
-  _globals['_RERANKBATCHRESPONSE']._serialized_start=2127
-  _globals['_RERANKBATCHRESPONSE']._serialized_end=2269
-  _globals['_RERANKERROR']._serialized_start=2271
-  _globals['_RERANKERROR']._serialized_end=2331
-  _globals['_LISTMODELSREQUEST']._serialized_start=2333
-  _globals['_LISTMODELSREQUEST']._serialized_end=2352
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2354
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2413
-  _globals['_MODELINFO']._serialized_start=2415
-  _globals['_MODELINFO']._serialized_end=2497
-  _globals['_MODELTARGET']._serialized_start=2500
-  _globals['_MODELTARGET']._serialized_end=2669
-  _globals['_RERANKSERVICE']._serialized_start=2755
-  _globals['_RERANKSERVICE']._serialized_end=3086
+  _globals['_ATTEMPT']._serialized_start=1055
+  _globals['_ATTEMPT']._serialized_end=1184
+  _globals['_RERANKRESPONSE']._serialized_start=1187
+  _globals['_RERANKRESPONSE']._serialized_end=1405
+  _globals['_RERANKSTREAMREQUEST']._serialized_start=1407
+  _globals['_RERANKSTREAMREQUEST']._serialized_end=1522
+  _globals['_RERANKSTREAMRESPONSE']._serialized_start=1525
+  _globals['_RERANKSTREAMRESPONSE']._serialized_end=1710
+  _globals['_RERANKSTREAMHEADER']._serialized_start=1713
+  _globals['_RERANKSTREAMHEADER']._serialized_end=1842
+  _globals['_RERANKSTREAMRESULTS']._serialized_start=1844
+  _globals['_RERANKSTREAMRESULTS']._serialized_end=1945
+  _globals['_RERANKSTREAMSUMMARY']._serialized_start=1947
+  _globals['_RERANKSTREAMSUMMARY']._serialized_end=2074
+  _globals['_RERANKBATCHREQUEST']._serialized_start=2076
+  _globals['_RERANKBATCHREQUEST']._serialized_end=2140
+  _globals['_RERANKBATCHRESPONSE']._serialized_start=2143
+  _globals['_RERANKBATCHRESPONSE']._serialized_end=2285
+  _globals['_RERANKERROR']._serialized_start=2287
+  _globals['_RERANKERROR']._serialized_end=2347
+  _globals['_LISTMODELSREQUEST']._serialized_start=2349
+  _globals['_LISTMODELSREQUEST']._serialized_end=2368
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2370
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2429
+  _globals['_MODELINFO']._serialized_start=2431
+  _globals['_MODELINFO']._serialized_end=2513
+  _globals['_MODELTARGET']._serialized_start=2516
+  _globals['_MODELTARGET']._serialized_end=2685
+  _globals['_RERANKSERVICE']._serialized_start=2771
+  _globals['_RERANKSERVICE']._serialized_end=3102
 # @@protoc_insertion_point(module_scope)

@@ -120,20 +120,22 @@ class Usage(_message.Message):
     def __init__(self, search_units: _Optional[int] = ..., rerank_units: _Optional[int] = ..., total_tokens: _Optional[int] = ..., documents: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("provider", "model", "outcome", "duration_ms", "attempt", "message")
+    __slots__ = ("provider", "model", "outcome", "duration_ms", "attempt", "message", "hedge")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     outcome: str
     duration_ms: float
     attempt: int
     message: str
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., duration_ms: _Optional[float] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    hedge: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., duration_ms: _Optional[float] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., hedge: _Optional[str] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
     __slots__ = ("id", "model", "provider", "results", "usage", "trace", "attempts")

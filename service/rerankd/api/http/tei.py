@@ -28,10 +28,6 @@ from rerankd.local.provider import TOKENIZER_THREADS, LocalProvider
 _QUANTIZED_NAME = re.compile(r"(?:^|[_.-])(q?u?int8|quantized)(?:[_.-]|$)")
 
 
-class _EmptyTexts(errors.InvalidArgument):
-    """TEI reports an empty `texts` as its own error type (Empty, 400)."""
-
-
 def _info(served: Served) -> tuple[int, Any]:
     """TEI's Info for the target `default` tries first (deterministically: lowest priority, then
     highest weight, then name)."""
@@ -137,7 +133,9 @@ class Tei(Dialect[TeiRequest]):
 
     def to_query(self, body: TeiRequest, ids: CallIds, metadata: Mapping[str, str]) -> RerankQuery:
         if not body.texts:
-            raise _EmptyTexts("texts: must not be empty", field_violations=[("texts", "must not be empty")])
+            raise errors.EmptyTexts(
+                "texts: must not be empty", field_violations=[("texts", "must not be empty")]
+            )
         if (body.truncation_direction or "right").lower() == "left":
             raise errors.invalid("truncation_direction", "only right is supported")
         return RerankQuery(
@@ -173,7 +171,7 @@ class Tei(Dialect[TeiRequest]):
 
     def error(self, exc: errors.RerankError) -> tuple[int, Any]:
         status = exc.http_status
-        if isinstance(exc, _EmptyTexts):
+        if isinstance(exc, errors.EmptyTexts):
             kind = "Empty"
         elif isinstance(exc, errors.InvalidArgument):
             kind, status = "Validation", 422
