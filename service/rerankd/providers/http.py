@@ -22,7 +22,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from rerankd import errors
+from rerankd import errors, tracing
 from rerankd.config import ProviderConfig
 from rerankd.providers.aiohttp_transport import AiohttpTransport, RawReply, Timeouts, error_class
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
@@ -156,8 +156,24 @@ class HttpClient:
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
+        if tracing.recording():
+            return await self._send_traced(provider, request, limit)
         if isinstance(self._transport, AiohttpTransport):
             return await self._send_direct(self._transport, provider, request, limit)
+        return await self._send_httpx(provider, request, limit)
+
+    async def _send_traced(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """`send` with the HTTP client conventions on the request's span (tracing.http_client_span)."""
+        with tracing.http_client_span(request.method, request.url):
+            if isinstance(self._transport, AiohttpTransport):
+                reply = await self._send_direct(self._transport, provider, request, limit)
+            else:
+                reply = await self._send_httpx(provider, request, limit)
+            tracing.http_client_response(reply.status)
+        return reply
+
+    async def _send_httpx(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """Through any other httpx transport (tests' MockTransport, httpx's own)."""
         outgoing = httpx.Request(
             request.method,
             self._url(request.url),
@@ -215,6 +231,8 @@ class HttpClient:
 
 def _transport_failure(provider: str, kind: type[httpx.TransportError]) -> errors.RerankError:
     """Timeouts -> DeadlineExceeded, every other transport failure -> Unavailable (retryable)."""
+    if tracing.recording():
+        tracing.http_client_failure(kind)
     if issubclass(kind, httpx.TimeoutException):
         return errors.DeadlineExceeded(f"{provider}: timed out ({kind.__name__})", provider=provider)
     return errors.Unavailable(f"{provider}: connection failed ({kind.__name__})", provider=provider)
