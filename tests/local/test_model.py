@@ -79,15 +79,18 @@ def test_warm_up_refuses_a_max_length_the_model_cannot_take() -> None:
         " ".join(["unbelievably", "Paris,", "capital", "antidisestablishmentarianism", "x;"] * 40_000),
         "Paris " + " " * 200_000 + "is the capital of France. " * 30,  # mostly whitespace: no cut
         "a" * 150_000 + " Paris",  # one giant word ([UNK]) at the start
+        ("Paris" + " " * 20) * 5_000,  # 25 characters a token: the typical prefix is too short
+        ("b" * 150 + " ") * 2_000,  # 151 a token ([UNK]s): so is the widest, the whole text decides
     ],
-    ids=["long-words", "whitespace-run", "giant-word"],
+    ids=["long-words", "whitespace-run", "giant-word", "spaced-words", "giant-words"],
 )
 def test_long_documents_tokenise_from_a_prefix_with_the_same_tokens(
     encoder: CrossEncoder, document: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cases = [{}, {"max_tokens_per_doc": 7}]
     fast = [encoder.encode(FRANCE_QUERY, [document], **case)[0] for case in cases]
-    monkeypatch.setattr(model, "_MAX_CHARS_PER_TOKEN", 10**9)  # no prefix: the whole text
+    monkeypatch.setattr(model, "_TYPICAL_CHARS_PER_TOKEN", 10**9)  # no prefix: the whole text
+    monkeypatch.setattr(model, "_MAX_CHARS_PER_TOKEN", 10**9)
     whole = [encoder.encode(FRANCE_QUERY, [document], **case)[0] for case in cases]
     for got, expected in zip(fast, whole, strict=True):
         assert got.ids.tolist() == expected.ids.tolist()
