@@ -251,22 +251,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _preflight(settings: Settings) -> None:
     """What start-up would refuse, refused first and in one line: unreadable token or TLS files,
-    unknown provider kinds, an embedded-model provider without its files (ModelFilesError).
+    an embedded-model provider without its files (ModelFilesError). Unknown provider kinds and
+    options were refused already, when the settings were read (config.ProviderConfig).
     Nothing is loaded or bound."""
     from rerankd import auth, tls
     from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
-    from rerankd.providers.registry import REGISTRY
 
     auth.Authenticator.from_settings(settings)  # reads the token file (ValueError if it cannot)
     tls.server_credentials(settings)  # reads the certificates (ValueError if it cannot)
-    for name, config in settings.providers.items():
-        if config.kind not in REGISTRY:
-            known = ", ".join(sorted(REGISTRY))
-            raise ValueError(f"provider {name!r}: unknown kind {config.kind!r} (known: {known})")
     # Hub models (options.model, RERANKD_LOCAL_MODEL) are fetched and verified by the server's own
     # preflight (local/hub.py), still before any port is bound.
-    local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.get("model")]
-    dirs = [config.options.get("model_dir") or settings.model_dir for config in local]
+    local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.model]
+    dirs = [config.options.model_dir or settings.model_dir for config in local]
     if settings.local_enabled and "local" not in settings.providers and not settings.local_model:
         dirs.append(settings.model_dir)
     for directory in dirs:

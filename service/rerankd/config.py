@@ -8,10 +8,11 @@ YAML shape (every key optional):
 
     providers:
       cohere:                      # instance name; used in routes and in responses
-        kind: cohere               # provider module (see rerankd.providers.REGISTRY)
+        kind: cohere               # provider kind (rerankd.providers.registry.REGISTRY)
         api_key_env: RERANKD_COHERE_API_KEY
         base_url: https://api.cohere.com
         models: [rerank-v3.5]
+        options: {api_version: v2}   # typed per kind: an unknown option fails start-up
     routes:
       default:                     # alias a request names in RerankRequest.model
         targets:
@@ -28,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -90,8 +91,24 @@ class CacheConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class ProviderOptions(BaseModel):
+    """Base of every kind's `options` model: typed fields, and an unknown option is refused.
+
+    Each provider class names its model as `Options` (rerankd.providers.base.Provider); a kind
+    without options keeps this empty one.
+    """
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+
 class ProviderConfig(BaseModel):
-    """One provider instance. Keys come from an env var or a file, never from a request."""
+    """One provider instance. Keys come from an env var or a file, never from a request.
+
+    `options` is typed by `kind`: the kind's provider class declares its `Options` model
+    (rerankd.providers.registry finds it, importing only the kinds a configuration uses), so a
+    misspelt or unknown option, or one of the wrong type, fails start-up naming the provider and
+    the option. An unknown kind fails the same way.
+    """
 
     kind: str
     base_url: str | None = Field(None, description="Override the provider's API base URL.")
@@ -107,9 +124,41 @@ class ProviderConfig(BaseModel):
     forward_metadata: list[str] = Field(
         default_factory=list, description="Caller metadata keys forwarded to this provider ('*' = all)."
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific options.")
+    options: Any = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Kind-specific options (the kind's Options model; see the kind's module).",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from rerankd.providers.registry import REGISTRY  # the registry imports this module
+
+        if kind not in REGISTRY:
+            raise ValueError(f"unknown kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+        return kind
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _typed_options(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind itself was refused: that is the error to report
+            return value
+        from rerankd.providers.registry import options_model
+
+        model = options_model(kind)
+        if isinstance(value, model):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"options of kind {kind} must be a mapping")
+        unknown = sorted(set(value) - set(model.model_fields))
+        if unknown:
+            known = ", ".join(model.model_fields) or "none"
+            raise ValueError(f"unknown options {unknown} for kind {kind} (known: {known})")
+        return model.model_validate(value)
 
     def resolve_api_key(self) -> SecretStr | None:
         """The key from api_key, api_key_env or api_key_file, in that order; None if none is set.

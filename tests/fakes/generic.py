@@ -10,8 +10,9 @@ can compute the exact expected ranking of any list.
     4xx/5xx {"message": ...}
 
 `GenericProvider` (kind "generic") is registered only by the tests that use it (see
-tests/resilience/conftest.py); its `options.max_documents` sets `Capabilities.max_documents`, and
-like Cohere it refuses truncation NONE (UNSUPPORTED_BY_PROVIDER) unless `options.truncation_none`.
+tests/resilience/conftest.py; `provider_config` registers it while it checks a mapping); its typed
+options: `max_documents` sets `Capabilities.max_documents`, and like Cohere it refuses truncation
+NONE (UNSUPPORTED_BY_PROVIDER) unless `truncation_none`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rerankd.config import ProviderConfig
+from rerankd.config import ProviderConfig, ProviderOptions
 from rerankd.domain import Scored, Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
+from rerankd.providers import registry
 from rerankd.providers.jsonwire import unsupported
 
 from tests.fakes.base import FakeProvider, Recorded, Reply, fake_score
@@ -75,17 +77,22 @@ class GenericFake(FakeProvider):
         )
 
 
+class GenericOptions(ProviderOptions):
+    max_documents: int | None = None
+    truncation_none: bool = False
+
+
 class GenericProvider(HttpProvider):
     """Test-only provider speaking GenericFake's wire format (no credentials)."""
 
     kind = KIND
+    Options = GenericOptions
 
     def capabilities(self, model: str) -> Capabilities:
-        limit = self.config.options.get("max_documents")
-        return Capabilities(max_documents=int(limit) if limit else None)
+        return Capabilities(max_documents=self.options.max_documents)
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
-        if call.truncation is Truncation.NONE and not self.config.options.get("truncation_none"):
+        if call.truncation is Truncation.NONE and not self.options.truncation_none:
             raise unsupported(self.name, "truncation", "this fake cannot refuse long documents")
         body: dict[str, Any] = {
             "model": call.model,
@@ -117,7 +124,13 @@ def provider_config(fake: GenericFake, *, truncation_none: bool = False, **extra
         options["truncation_none"] = True
     config: dict[str, Any] = {"kind": KIND, "base_url": fake.url, "models": [], "options": options}
     config.update(extra)
-    ProviderConfig.model_validate(config)  # fail early on a typo in a test
+    added = KIND not in registry.REGISTRY
+    registry.REGISTRY[KIND] = PROVIDER_PATH
+    try:
+        ProviderConfig.model_validate(config)  # fail early on a typo in a test
+    finally:
+        if added:
+            registry.REGISTRY.pop(KIND, None)
     return config
 
 

@@ -229,13 +229,15 @@ def _decoded(raw: RawReply, provider: str) -> bytes:
 
 
 class HttpProvider(Provider):
-    """Base of every HTTP provider: subclasses supply the three pure pieces."""
+    """Base of every HTTP provider: subclasses supply the three pure pieces (jsonspec.JsonProvider
+    supplies them from a declarative spec)."""
 
     default_base_url: str = ""
 
     def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
-        super().__init__(name)
+        super().__init__(name, timeout_s=config.timeout_s, forward_metadata=config.forward_metadata)
         self.config = config
+        self.options = config.options  # the kind's Options model (config.ProviderConfig typed it)
         self.http = http
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self._api_key: SecretStr | None = config.resolve_api_key()
@@ -288,8 +290,10 @@ class HttpProvider(Provider):
         return [self._api_key.get_secret_value()] if self._api_key is not None else []
 
     async def rerank(self, call: ProviderCall) -> ProviderResult:
-        request = self.build_request(call)
-        reply = await self.http.send(self.name, request, call.timeout)
+        return self.answer(call, await self.http.send(self.name, self.build_request(call), call.timeout))
+
+    def answer(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
+        """The result of `reply`: parsed when 2xx, else the mapped error; what fails to parse is Internal."""
         if not 200 <= reply.status < 300:
             raise self.map_error(reply)
         try:
