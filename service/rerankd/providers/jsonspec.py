@@ -18,13 +18,14 @@ did (bench/results/ab.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rerankd import errors
-from rerankd.config import ProviderConfig
-from rerankd.domain import Truncation, Usage
+from rerankd.config import ProviderConfig, ProviderOptions
+from rerankd.domain import Scored, Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpClient, HttpProvider, HttpReply, HttpRequest, encode_json
 from rerankd.providers.jsonwire import (
@@ -43,12 +44,27 @@ from rerankd.providers.jsonwire import (
 class Truncate:
     """Unified truncation on the wire: `field` set to `end` (Truncation.END) or `none` (NONE).
 
-    A value of None sends nothing for that case (the engine's own default is that behaviour).
+    A value of None sends nothing for that case (the engine's own default is that behaviour);
+    no field at all accepts both and sends nothing (an engine with no switch, llama.cpp).
     """
 
-    field: str
+    field: str | None = None
     end: Any = True
     none: Any = False
+
+
+class RawScoresOptions(ProviderOptions):
+    """Options of a kind whose engine answers raw logits (JsonSpec.logits)."""
+
+    raw_scores: bool = False  # true: the engine's logits as they are; false: sigmoid, in (0, 1)
+
+
+def sigmoid(x: float) -> float:
+    """1 / (1 + e^-x) without overflow for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +98,7 @@ class JsonSpec:
     answers_model: bool = True  # the answer's "model" names the model that answered
     error_keys: tuple[str, ...] = ("detail", "message", "error")  # where error text lives, in order
     error_kind: tuple[str, ...] = ()  # path of an error type written before the text ("Validation: ...")
+    logits: bool = False  # scores are raw logits: a sigmoid maps them into (0, 1) unless raw_scores
     # -- scrubbing and limits -----------------------------------------------------------------
     key_prefixes: tuple[str, ...] = ()  # the provider's key shapes ("jina" for jina_...), scrubbed
     max_documents: int | None = None
@@ -95,7 +112,7 @@ class JsonSpec:
         keys |= {name for name in (self.top_n, self.max_tokens_per_doc) if name}
         if self.send_model:
             keys.add("model")
-        if self.truncate is not None:
+        if self.truncate is not None and self.truncate.field:
             keys.add(self.truncate.field)
         return frozenset(keys)
 
@@ -126,6 +143,7 @@ class JsonProvider(HttpProvider):
         self.url = self.base_url if pasted else f"{self.base_url}{spec.path}"
         self._reserved = spec.reserved_keys()
         self.max_documents = spec.max_documents
+        self._activate = spec.logits and not getattr(self.options, "raw_scores", False)
 
     def capabilities(self, model: str) -> Capabilities:
         spec = self.spec
@@ -156,7 +174,7 @@ class JsonProvider(HttpProvider):
         body[spec.documents] = docs if spec.document_object is None else [{spec.document_object: t} for t in docs]
         if call.max_tokens_per_doc is not None:
             body[spec.max_tokens_per_doc] = call.max_tokens_per_doc  # type: ignore[index]
-        if spec.truncate is not None:
+        if spec.truncate is not None and spec.truncate.field:
             value = spec.truncate.end if call.truncation is Truncation.END else spec.truncate.none
             if value is not None:
                 body[spec.truncate.field] = value
@@ -187,6 +205,8 @@ class JsonProvider(HttpProvider):
         ranked = scores(self.name, items, count, spec.score, spec.index)
         if spec.top_n is None and call.top_n is not None and call.top_n < len(ranked):
             ranked = sorted(ranked, key=lambda s: -s.score)[: call.top_n]  # stable: ties keep their order
+        if self._activate:
+            ranked = [Scored(s.index, sigmoid(s.score)) for s in ranked]
         usage = Usage(documents=count)
         if spec.usage:
             setattr(usage, spec.usage_unit, count_at(answer, *spec.usage))
