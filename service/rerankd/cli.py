@@ -280,7 +280,7 @@ def _settings_problems(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
-        problems.append(f"{field}: {error['msg']}")
+        problems.append(f"{field}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(problems)
 
 
