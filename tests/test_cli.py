@@ -111,7 +111,10 @@ def test_health_dials_rerankd_port_by_default(server) -> None:
 BAD_YAML = "providers: [\n"
 UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
 MISSPELT_OPTION = "providers:\n  eu:\n    kind: cohere\n    options: {api_verison: v1}\n"
-BAD_OPTION = "providers:\n  gpu:\n    kind: tei\n    base_url: http://127.0.0.1:9\n    options:\n      max_client_batch_size: many\n"
+BAD_OPTION = (
+    "providers:\n  gpu:\n    kind: tei\n    base_url: http://127.0.0.1:9\n"
+    "    options:\n      max_client_batch_size: many\n"
+)
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,8 @@ def register_key_prefixes(prefixes: Sequence[str]) -> None:
     _key_prefixes = new
     _ANY_SECRET_PATTERN = _any_pattern(patterns)
     _SCRUBBED.clear()
+
+
 _MIN_REGISTERED = 8  # shorter values would redact ordinary words from every message
 _known_secrets: tuple[str, ...] = ()  # replaced, never mutated: safe to read from any thread
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from rerankd.config import ProviderConfig, ProviderOptions
 from rerankd.domain import Scored, Truncation, Usage
+from rerankd.providers import registry
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
-from rerankd.providers import registry
 from rerankd.providers.jsonwire import unsupported
 
 from tests.fakes.base import FakeProvider, Recorded, Reply, fake_score

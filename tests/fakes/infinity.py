@@ -74,7 +74,8 @@ class InfinityFake(FakeProvider):
             {
                 "object": "rerank",
                 "results": [
-                    {"relevance_score": s, "index": i, "document": docs[i] if keep else None} for i, s in scored
+                    {"relevance_score": s, "index": i, "document": docs[i] if keep else None}
+                    for i, s in scored
                 ],
                 "model": SERVED,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
@@ -93,13 +94,17 @@ class InfinityFake(FakeProvider):
             return _schema(["documents"], "Input should be a valid list", "list_type")
         if not 1 <= len(docs) <= MAX_CLIENT_BATCH_SIZE:
             return _schema(
-                ["documents"], f"List should have at least 1 item and at most {MAX_CLIENT_BATCH_SIZE}", "too_long"
+                ["documents"],
+                f"List should have at least 1 item and at most {MAX_CLIENT_BATCH_SIZE}",
+                "too_long",
             )
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
                 return _schema(["documents", i], "Input should be a valid string", "string_type")
             if len(doc) > MAX_CHARS or not doc.strip():
-                return _schema(["documents", i], f"String should have 1 to {MAX_CHARS} characters", "string_too_long")
+                return _schema(
+                    ["documents", i], f"String should have 1 to {MAX_CHARS} characters", "string_too_long"
+                )
         for key in ("return_documents", "raw_scores"):
             if key in body and not isinstance(body[key], bool):
                 return _schema([key], "Input should be a valid boolean", "bool_type")

@@ -22,7 +22,9 @@ _FIELDS = ("model", "query", "passages", "truncate")
 
 
 def error_reply(status: int, message: str) -> Reply:
-    return Reply(status, {"object": "error", "message": message, "detail": message, "type": "invalid_request_error"})
+    return Reply(
+        status, {"object": "error", "message": message, "detail": message, "type": "invalid_request_error"}
+    )
 
 
 class NimFake(FakeProvider):
@@ -78,7 +80,11 @@ class NimFake(FakeProvider):
         if not isinstance(passages, list) or not passages:
             return error_reply(400, "passages: expected a non-empty list")
         for i, passage in enumerate(passages):
-            if not isinstance(passage, dict) or set(passage) != {"text"} or not isinstance(passage["text"], str):
+            if (
+                not isinstance(passage, dict)
+                or set(passage) != {"text"}
+                or not isinstance(passage["text"], str)
+            ):
                 return error_reply(400, f"passages[{i}]: expected an object with a text string")
         if body.get("truncate", "NONE") not in ("NONE", "END"):
             return error_reply(400, "truncate: expected NONE or END")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from infinity_client import AuthenticatedClient
 from infinity_client.api.default import rerank
-from infinity_client.models import HTTPValidationError, ReRankResult, RerankInput
+from infinity_client.models import HTTPValidationError, RerankInput, ReRankResult
 
 from tests.fakes.base import fake_score
 from tests.fakes.infinity import API_KEY, SERVED, InfinityFake

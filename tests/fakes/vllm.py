@@ -61,7 +61,11 @@ class VllmFake(FakeProvider):
             )
         results = sorted(
             (
-                {"index": i, "document": {"text": doc, "multi_modal": None}, "relevance_score": fake_score(query, doc)}
+                {
+                    "index": i,
+                    "document": {"text": doc, "multi_modal": None},
+                    "relevance_score": fake_score(query, doc),
+                }
                 for i, doc in enumerate(docs)
             ),
             key=lambda r: -r["relevance_score"],

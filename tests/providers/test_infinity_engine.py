@@ -94,7 +94,13 @@ async def http() -> AsyncIterator[HttpClient]:
 
 
 def _call(**kwargs: object) -> ProviderCall:
-    return ProviderCall(model="ms-marco-MiniLM-L-12-v2", query=QUERY, documents=[Document(t) for t in TEXTS], timeout=60, **kwargs)  # type: ignore[arg-type]
+    return ProviderCall(
+        model="ms-marco-MiniLM-L-12-v2",
+        query=QUERY,
+        documents=[Document(t) for t in TEXTS],
+        timeout=60,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 async def test_real_infinity_ranks_as_the_embedded_model(infinity: str, http: HttpClient) -> None:

@@ -73,7 +73,12 @@ def test_every_request_field_goes_where_the_spec_says() -> None:
         with pytest.raises(errors.InvalidArgument) as caught:
             spoken().build_request(call(parameters={taken: 1}))
         assert caught.value.field_violations[0][0] == "parameters"
-    assert spoken(api_key="zq-0123456789abcdef").build_request(call()).headers["authorization"].startswith("Bearer ")
+    assert (
+        spoken(api_key="zq-0123456789abcdef")
+        .build_request(call())
+        .headers["authorization"]
+        .startswith("Bearer ")
+    )
 
 
 def test_pasted_endpoints_are_used_as_given() -> None:
@@ -84,7 +89,10 @@ def test_pasted_endpoints_are_used_as_given() -> None:
 
 
 def test_the_answer_is_read_cut_to_top_n_and_activated() -> None:
-    answer = {"ranked": [{"i": 2, "s": 3.0}, {"i": 0, "s": -1.0}, {"i": 1, "s": 0.5}], "billing": {"units": 4}}
+    answer = {
+        "ranked": [{"i": 2, "s": 3.0}, {"i": 0, "s": -1.0}, {"i": 1, "s": 0.5}],
+        "billing": {"units": 4},
+    }
     result = spoken().parse_response(call(top_n=2), reply(answer))
     assert [s.index for s in result.scores] == [2, 1]  # the best two, whatever order they came in
     assert result.scores[0].score == pytest.approx(1 / (1 + math.exp(-3.0)))

@@ -21,7 +21,9 @@ OFFLINE = HttpClient()
 DOCS = [Document("cats purr"), Document("dogs bark"), Document("a cat naps")]
 
 
-def provider(url: str = "http://llama.test", http: HttpClient | None = None, **fields: Any) -> LlamaCppProvider:
+def provider(
+    url: str = "http://llama.test", http: HttpClient | None = None, **fields: Any
+) -> LlamaCppProvider:
     config = ProviderConfig(kind="llamacpp", base_url=url, api_key=API_KEY, **fields)
     return LlamaCppProvider("llama", config, http or OFFLINE)
 

@@ -26,7 +26,9 @@ def provider(url: str | None = None, http: HttpClient | None = None) -> Mixedbre
 
 
 def call(**kwargs: Any) -> ProviderCall:
-    return ProviderCall(**{"model": DEFAULT_MODEL, "query": "cat", "documents": DOCS, "timeout": 5.0, **kwargs})
+    return ProviderCall(
+        **{"model": DEFAULT_MODEL, "query": "cat", "documents": DOCS, "timeout": 5.0, **kwargs}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -60,5 +60,7 @@ async def test_top_n_is_cut_here_and_logits_activated(fake: NimFake, http: HttpC
 
 async def test_over_long_pairs_with_truncation_none(fake: NimFake, http: HttpClient) -> None:
     with pytest.raises(errors.InvalidArgument, match="exceeds maximum allowed token size 20"):
-        await provider(fake.url, http).rerank(call(documents=[Document("w " * 30)], truncation=Truncation.NONE))
+        await provider(fake.url, http).rerank(
+            call(documents=[Document("w " * 30)], truncation=Truncation.NONE)
+        )
     assert (await provider(fake.url, http).rerank(call(documents=[Document("w " * 30)]))).scores

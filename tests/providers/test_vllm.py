@@ -48,7 +48,10 @@ def test_request_and_truncation() -> None:
         "top_n": 3,
     }
     none = json.loads(provider().build_request(call(truncation=Truncation.NONE)).body)
-    assert "truncate_prompt_tokens" not in none and "authorization" not in provider().build_request(call()).headers
+    assert (
+        "truncate_prompt_tokens" not in none
+        and "authorization" not in provider().build_request(call()).headers
+    )
     with pytest.raises(errors.InvalidArgument) as caught:
         provider().build_request(call(max_tokens_per_doc=64))
     assert caught.value.field_violations[0][0] == "max_tokens_per_doc"

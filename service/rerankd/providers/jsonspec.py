@@ -148,7 +148,9 @@ class JsonProvider(HttpProvider):
     def capabilities(self, model: str) -> Capabilities:
         spec = self.spec
         return Capabilities(
-            max_documents=self.max_documents, max_tokens=spec.max_tokens, object_documents=spec.object_documents
+            max_documents=self.max_documents,
+            max_tokens=spec.max_tokens,
+            object_documents=spec.object_documents,
         )
 
     # -- the request ---------------------------------------------------------------------------
@@ -171,7 +173,9 @@ class JsonProvider(HttpProvider):
         body: dict[str, Any] = {"model": call.model} if spec.send_model else {}
         body[spec.query] = call.query if spec.query_object is None else {spec.query_object: call.query}
         docs = texts(call)
-        body[spec.documents] = docs if spec.document_object is None else [{spec.document_object: t} for t in docs]
+        body[spec.documents] = (
+            docs if spec.document_object is None else [{spec.document_object: t} for t in docs]
+        )
         if call.max_tokens_per_doc is not None:
             body[spec.max_tokens_per_doc] = call.max_tokens_per_doc  # type: ignore[index]
         if spec.truncate is not None and spec.truncate.field:

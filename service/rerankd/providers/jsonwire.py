@@ -1,4 +1,4 @@
-"""Pure helpers shared by the JSON rerank adapters (jsonspec.JsonProvider and its hooks): mapping both ways."""
+"""Pure helpers shared by the JSON rerank adapters (jsonspec.JsonProvider and its hooks), both ways."""
 
 from __future__ import annotations
 
