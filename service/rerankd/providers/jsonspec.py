@@ -144,6 +144,12 @@ class JsonProvider(HttpProvider):
         self._reserved = spec.reserved_keys()
         self.max_documents = spec.max_documents
         self._activate = spec.logits and not getattr(self.options, "raw_scores", False)
+        key = self._api_key.get_secret_value() if self._api_key is not None else ""
+        bearer = {"authorization": f"Bearer {key}"} if key else {}
+        # Worked out once; None: a key is required and missing (refused at each call, not at start-up).
+        self._auth: Mapping[str, str] | None = {} if spec.auth == "none" else bearer
+        if spec.auth == "bearer" and not key:
+            self._auth = None
 
     def capabilities(self, model: str) -> Capabilities:
         spec = self.spec
@@ -156,12 +162,9 @@ class JsonProvider(HttpProvider):
     # -- the request ---------------------------------------------------------------------------
     def auth_headers(self) -> Mapping[str, str]:
         """The credentials to send (ProviderMisconfigured when a required key is missing)."""
-        auth = self.spec.auth
-        if auth == "bearer":
-            return {"authorization": f"Bearer {self.api_key}"}
-        if auth == "optional-bearer" and self._api_key is not None and self._api_key.get_secret_value():
-            return {"authorization": f"Bearer {self._api_key.get_secret_value()}"}
-        return {}
+        if self._auth is None:
+            return {"authorization": f"Bearer {self.api_key}"}  # raises: no key configured
+        return self._auth
 
     def body(self, call: ProviderCall) -> dict[str, Any]:
         """The JSON body for `call` (pure); InvalidArgument for what the API cannot honour."""
