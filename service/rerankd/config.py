@@ -190,6 +190,11 @@ class RouteConfig(BaseModel):
     """A model alias: targets tried in priority order, weighted within a priority."""
 
     targets: list[TargetConfig] = Field(min_length=1)
+    match: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of other model names this route answers (e.g. 'rerank-*'), tried after"
+        " aliases, served model names and provider/model; the answer names the model that served it.",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries of each target.")
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Response cache (off by default).")
     chunk_concurrency: int = Field(
@@ -197,6 +202,14 @@ class RouteConfig(BaseModel):
     )
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("match")
+    @classmethod
+    def _match_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or len(pattern) > 256 or not pattern.isprintable() or " " in pattern:
+                raise ValueError("a model name pattern is 1-256 printable characters without spaces")
+        return value
 
 
 class CallerConfig(BaseModel):

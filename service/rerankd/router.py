@@ -1,8 +1,9 @@
 """Model names to provider targets, and the path of one request through them.
 
 A name resolves to an ordered list of targets: a route alias from the config, a model a provider
-serves under its own name, or an explicit "provider/model". Targets are tried in priority order
-(weighted shuffle among equal priorities). For one request the router:
+serves under its own name, an explicit "provider/model", or, last, a route whose `match` patterns
+(globs such as `rerank-*`) the name fits, in config order (the drop-in names: docs/http-api.md).
+Targets are tried in priority order (weighted shuffle among equal priorities). For one request the router:
 
 1. answers from the route's response cache when it has one and the request was seen (cache.py);
 2. takes a server-wide slot, waiting a bounded time (resilience/limits.py);
@@ -24,6 +25,7 @@ propagates into the provider calls, which close their connections; no attempt st
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import logging
 import math
@@ -120,6 +122,7 @@ class Router:
         routes: Mapping[str, Sequence[Target]],
         *,
         policies: Mapping[str, RoutePolicy] | None = None,
+        patterns: Sequence[tuple[str, str]] = (),
         provider_configs: Mapping[str, ProviderConfig] | None = None,
         max_concurrent_requests: int = 512,
         queue_timeout_s: float = 0.25,
@@ -131,6 +134,8 @@ class Router:
         self.providers = dict(providers)
         self.routes = {name: list(targets) for name, targets in routes.items()}
         self.policies = dict(policies or {})
+        # (glob pattern, route alias) in config order: names no alias or provider serves
+        self.patterns = [(pattern, alias) for pattern, alias in patterns if alias in self.routes]
         self.provider_configs = dict(provider_configs or {})
         self.max_chunk_concurrency = max_chunk_concurrency
         self.queue_timeout_s = queue_timeout_s
@@ -183,11 +188,13 @@ class Router:
         if DEFAULT_ALIAS not in built and local is not None:
             built[DEFAULT_ALIAS] = [Target(local, next(iter(local.models())))]
         policies = {alias: RoutePolicy.from_config(route) for alias, route in routes.items()}
+        patterns = [(pattern, alias) for alias, route in routes.items() for pattern in route.match]
         settings = settings or Settings()
         return cls(
             providers,
             built,
             policies=policies,
+            patterns=patterns,
             provider_configs=provider_configs,
             max_concurrent_requests=settings.max_concurrent_requests,
             queue_timeout_s=settings.queue_timeout_s,
@@ -217,12 +224,28 @@ class Router:
             if provider is not None and model:
                 targets = [Target(provider, model)]
         if targets is None:
+            alias = self.matched_route(name)
+            targets = self.routes.get(alias) if alias else None
+        if targets is None:
             known = ", ".join(entry.name for entry in self.entries())
+            patterns = ", ".join(pattern for pattern, _ in self.patterns) or "none"
             raise errors.NotFound(
-                f"model {name!r} is not served here; known: {known} (or provider/model)",
+                f"model {name!r} is not served here; known: {known} (or provider/model); route"
+                f" patterns: {patterns} (a route's `match` answers other names: deploy/config/drop-in.yaml"
+                " answers the Cohere, Pinecone, Voyage and Jina SDKs' default names)",
                 field_violations=[("model", f"unknown model {name!r}")],
             )
         return self._order(targets)
+
+    def matched_route(self, name: str) -> str:
+        """The alias of the first route whose `match` patterns `name` fits ("" when none), for names
+        that are not an alias, a served model name or provider/model."""
+        if name in self.routes or name in self._direct:
+            return ""
+        for pattern, alias in self.patterns:
+            if fnmatch.fnmatchcase(name, pattern):
+                return alias
+        return ""
 
     def _order(self, targets: Sequence[Target]) -> list[Target]:
         if len(targets) == 1:
@@ -239,7 +262,11 @@ class Router:
 
     def policy(self, name: str) -> RoutePolicy:
         """The policy requests for `name` are served with (defaults for direct model names)."""
-        return self.policies.get(name or DEFAULT_ALIAS, self._default_policy)
+        name = name or DEFAULT_ALIAS
+        policy = self.policies.get(name)
+        if policy is None and self.patterns:
+            policy = self.policies.get(self.matched_route(name))
+        return policy or self._default_policy
 
     def target_state(self, target: Target) -> TargetState:
         """The breaker and concurrency limit of `target` (created on first use)."""

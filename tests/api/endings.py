@@ -142,3 +142,18 @@ def ledger() -> Iterator[Ledger]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
+
+
+async def start_upload(
+    port: int, request_id: str, content_length: int, first: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw HTTP/1.1 `POST /v2/rerank` announcing `content_length` body bytes of which only `first`
+    is sent: the caller then hangs up, stalls or waits, as the test decides."""
+    head = (
+        "POST /v2/rerank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {content_length}\r\nX-Request-Id: {request_id}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + first)
+    await writer.drain()
+    return reader, writer

@@ -24,7 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rerankd.server import App
 
-from tests.api.endings import RERANK, STREAM, endings_app, ledger
+from tests.api.endings import RERANK, STREAM, endings_app, ledger, start_upload
 from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
@@ -155,14 +155,9 @@ async def test_error_trailers_carry_the_ids(app: App) -> None:
 
 
 async def test_an_http_upload_abandoned_midway_is_one_cancelled_call(app: App) -> None:
-    head = (
-        "POST /v2/rerank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Content-Length: 100000\r\nX-Request-Id: upload-gone-1\r\n\r\n"
-    )
     with ledger() as book:
-        reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
-        writer.write(head.encode() + b'{"query": "bridges", "documents": ["' + b"x" * 1000)
-        await writer.drain()
+        first = b'{"query": "bridges", "documents": ["' + b"x" * 1000
+        reader, writer = await start_upload(app.http_port, "upload-gone-1", 100_000, first)
         await asyncio.sleep(0.2)
         writer.transport.abort()  # hang up with the body 99 KB short
         lines = await book.settled(1)

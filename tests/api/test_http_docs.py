@@ -1,13 +1,16 @@
 """The curl examples of docs/http-api.md, run as written (only the port changes) against a live
 server: each must answer in its dialect's shape, rank as the doc says, and match the sample answer
-printed under it."""
+printed under it. Examples marked `config=drop-in` run against deploy/config/drop-in.yaml; those
+are the seed pages' own curl examples (../shared/seeds/), which a test compares with the seeds."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,13 @@ from tests.support import ROOT
 
 DOC = ROOT / "docs" / "http-api.md"
 DOC_ADDRESS = "http://127.0.0.1:8080"
+SEEDS = ROOT.parent / "shared" / "seeds"
+SEED_HOSTS = {
+    "pinecone-rerank.txt": "https://api.pinecone.io",
+    "portkey-rerank.txt": "https://api.portkey.ai",
+}
+# What a user of the seed APIs has in the environment when running their examples.
+SEED_ENV = {"PORTKEY_API_KEY": "pk-example", "PORTKEY_PROVIDER_VIRTUAL_KEY": "vk-example"}
 _EXAMPLE = re.compile(
     r"<!-- expect: (?P<expect>[^>]*?) -->\s*"
     r"```bash\n(?P<command>.*?)```\s*"
@@ -89,15 +99,63 @@ def test_the_doc_has_an_example_for_every_dialect_and_an_error() -> None:
     assert {e.dialect for e in found} == set(_SHAPES)
     assert any(int(e.expect.get("status", "200")) >= 400 for e in found)
     for example in found:
-        assert example.command.startswith("curl ") and DOC_ADDRESS in example.command
+        assert "curl " in example.command and DOC_ADDRESS in example.command
+    assert {e.dialect for e in found if e.expect.get("config") == "drop-in"} == {"pinecone", "portkey"}
+
+
+def seed_commands() -> list[str]:
+    """The curl examples of the seed pages, from the variable lines before them to the closing quote
+    of their body, with the host changed to the doc's."""
+    commands = []
+    for name, host in SEED_HOSTS.items():
+        text = (SEEDS / name).read_text(encoding="utf-8")
+        start = text.index("PINECONE_API_KEY=") if "PINECONE_API_KEY=" in text else text.index("curl ")
+        end = text.index("}'", start) + 2
+        commands.append(text[start:end].replace(host, DOC_ADDRESS))
+    return commands
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="no ../shared/seeds beside this checkout")
+def test_the_drop_in_examples_are_the_seed_pages_curl_examples() -> None:
+    documented = [e.command for e in examples() if e.expect.get("config") == "drop-in"]
+    assert [_squeeze(c) for c in documented] == [_squeeze(c) for c in seed_commands()]
+
+
+def _squeeze(command: str) -> str:
+    return re.sub(r"\s+", " ", command).strip()
+
+
+@pytest.fixture(scope="module")
+async def drop_in_app() -> AsyncIterator[App]:
+    async with running_app(config=ROOT / "deploy" / "config" / "drop-in.yaml") as app:
+        yield app
+
+
+def _ids(example: Example) -> str:
+    return f"{example.dialect}-{example.expect.get('status', '200')}"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-@pytest.mark.parametrize("example", examples(), ids=lambda e: f"{e.dialect}-{e.expect.get('status', '200')}")
+@pytest.mark.parametrize("example", [e for e in examples() if "config" not in e.expect], ids=_ids)
 async def test_the_curl_example_works_as_written(local_app: App, example: Example) -> None:
-    command = example.command.replace(DOC_ADDRESS, f"http://{local_app.http_address}")
+    await run_example(local_app, example)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("example", [e for e in examples() if "config" in e.expect], ids=_ids)
+async def test_the_seed_example_works_against_the_drop_in_config(drop_in_app: App, example: Example) -> None:
+    await run_example(drop_in_app, example)
+
+
+async def run_example(app: App, example: Example) -> None:
+    command = example.command.replace(DOC_ADDRESS, f"http://{app.http_address}")
     process = await asyncio.create_subprocess_exec(
-        "bash", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        "bash",
+        "-c",
+        command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **SEED_ENV},
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()

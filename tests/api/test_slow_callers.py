@@ -13,7 +13,7 @@ from rerankd.server import App
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 
-from tests.api.endings import RERANK, STREAM, endings_app, ledger
+from tests.api.endings import RERANK, STREAM, endings_app, ledger, start_upload
 from tests.api.stalled import StalledCaller
 
 pytestmark = pytest.mark.slow
@@ -67,14 +67,10 @@ async def test_an_idle_batch_stream_is_closed_unavailable(app: App) -> None:
 
 
 async def test_an_http_body_that_never_finishes_gets_408(app: App) -> None:
-    head = (
-        "POST /v2/rerank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Content-Length: 5000\r\nX-Request-Id: slow-body-1\r\n\r\n"
-    )
     with ledger() as book:
-        reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
-        writer.write(head.encode() + b'{"query": "bridges", "documents": ["')
-        await writer.drain()
+        reader, writer = await start_upload(
+            app.http_port, "slow-body-1", 5000, b'{"query": "bridges", "documents": ["'
+        )
         status_line = await asyncio.wait_for(reader.readline(), 5.0)  # the caller stays, sending nothing
         writer.close()
         lines = await book.settled(1)

@@ -35,6 +35,11 @@ EXIT_MARGIN_S = 5
 APP_DRAIN_BUDGET_S = 10
 
 YAML_FILES = sorted([*df.DEPLOY.rglob("*.yaml"), *df.DEPLOY.rglob("*.yml")])
+# deploy/ folders whose YAML is not Kubernetes objects, with who checks them instead.
+NOT_KUBERNETES = {
+    df.DEPLOY / "config": "rerankd configuration files (tests/api/test_drop_in.py loads them)",
+    df.DEPLOY / "prometheus": "Prometheus rule files (promtool check rules)",
+}
 
 
 def _rel(path: Path) -> str:
@@ -56,7 +61,13 @@ def _generated_files() -> set[Path]:
 
 def _k8s_object_files() -> list[Path]:
     generated = _generated_files()
-    return [p for p in YAML_FILES if p.name != "kustomization.yaml" and p.resolve() not in generated]
+    return [
+        p
+        for p in YAML_FILES
+        if p.name != "kustomization.yaml"
+        and p.resolve() not in generated
+        and not any(p.is_relative_to(folder) for folder in NOT_KUBERNETES)
+    ]
 
 
 def _validate(doc: dict[str, Any], version: str) -> None:

@@ -121,6 +121,7 @@ class RerankHttpApi:
             ranked = await _unless_disconnected(request, self.pipeline.rerank(call, query))
             payload = dialect.render(ranked, body, ids)
             out_headers["x-provider"] = ranked.provider
+            out_headers["x-model"] = ranked.model  # the model that answered (drop-in names, aliases)
             out_headers["x-attempts"] = str(len(ranked.attempts))
             if ranked.cache:  # "hit"/"miss" where the route caches answers
                 out_headers["x-cache"] = ranked.cache
