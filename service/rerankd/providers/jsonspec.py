@@ -120,6 +120,15 @@ class JsonSpec:
 _CONTENT = {"content-type": "application/json", "accept": "application/json"}
 
 
+class _Credentials(dict[str, str]):
+    """Auth headers built once: a dict that never shows its values (repr, vars(), logs)."""
+
+    def __repr__(self) -> str:
+        return repr(dict.fromkeys(self, "[REDACTED]"))
+
+    __str__ = __repr__
+
+
 class JsonProvider(HttpProvider):
     """An HTTP provider whose wire format is its `spec` (instances may choose theirs in __init__)."""
 
@@ -145,9 +154,9 @@ class JsonProvider(HttpProvider):
         self.max_documents = spec.max_documents
         self._activate = spec.logits and not getattr(self.options, "raw_scores", False)
         key = self._api_key.get_secret_value() if self._api_key is not None else ""
-        bearer = {"authorization": f"Bearer {key}"} if key else {}
+        bearer = _Credentials(authorization=f"Bearer {key}") if key else _Credentials()
         # Worked out once; None: a key is required and missing (refused at each call, not at start-up).
-        self._auth: Mapping[str, str] | None = {} if spec.auth == "none" else bearer
+        self._auth: Mapping[str, str] | None = _Credentials() if spec.auth == "none" else bearer
         if spec.auth == "bearer" and not key:
             self._auth = None
 
