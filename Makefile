@@ -23,8 +23,8 @@ help:
 	@echo "make image  build deploy/Dockerfile (docker, podman or buildah); make image-base: a local base"
 	@echo "make dist   the rerankd wheel and sdist, and the client-only rerankd-client wheel, in dist/"
 	@echo "make proto  regenerate service/rerankd/v1 from protos/"
-	@echo "make lint   ruff (and buf lint)"
-	@echo "make bench  benchmarks (bench-local, bench-gateway, bench-hostile); results in bench/results/"
+	@echo "make lint   ruff, mypy over service/ (and buf lint)"
+	@echo "make bench  benchmarks (bench-local, bench-gateway, bench-hostile, bench-routing); results in bench/results/"
 	@echo "make soak   10-minute gateway soak with injected faults (not part of make test)"
 	@echo "make fuzz   the long hypothesis fuzz run (make test runs a short one)"
 	@echo "make clients  build the Node and Go example clients; make lint-proto: buf lint + breaking"
@@ -62,6 +62,7 @@ LINTED := service tests bench deploy/*.py deploy/image/*.py .ci/*.py
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy  # over service/ ([tool.mypy] in pyproject.toml)
 
 fmt: setup
 	$(BIN)/ruff check --fix $(LINTED)

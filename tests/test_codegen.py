@@ -25,3 +25,11 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
         fresh = (tmp_path / "rerankd/v1" / name).read_text()
         committed = (ROOT / "service/rerankd/v1" / name).read_text()
         assert fresh == committed, f"service/rerankd/v1/{name} is stale: run `make proto` and commit"
+
+
+def test_the_shipped_proto_is_the_contract() -> None:
+    """`make proto` copies the .proto next to the stubs (it ships in the wheel); an edit to one copy
+    alone would ship a contract the stubs were not generated from."""
+    contract = (ROOT / "protos/rerankd/v1/rerank.proto").read_bytes()
+    shipped = (ROOT / "service/rerankd/v1/rerank.proto").read_bytes()
+    assert shipped == contract, "service/rerankd/v1/rerank.proto differs from protos/: run `make proto`"

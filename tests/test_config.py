@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from rerankd.config import ProviderConfig, load_settings
+from rerankd.config import ProviderConfig, Settings, load_settings, unknown_variables
 
 
 def test_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +53,51 @@ def test_unknown_settings_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("RERANKD_CONFIG", str(config))
     with pytest.raises(ValueError, match="prot"):
         load_settings()
+
+
+def test_unknown_variables_know_the_providers_key_variables_and_the_nested_settings() -> None:
+    settings = Settings(providers={"co": {"kind": "cohere", "api_key_env": "RERANKD_COHERE_EU_KEY"}})
+    environ = {
+        "RERANKD_COHERE_EU_KEY": "k",  # a configured provider's key variable
+        "RERANKD_PROVIDERS__CO__TIMEOUT_S": "3",
+        "RERANKD_TARGET": "unix:///sock/rerankd.sock",  # the sidecar's, for the app beside it
+        "rerankd_http_prot": "1",  # read case-insensitively, so warned about too
+        "OTHER_PORT": "1",
+    }
+    assert unknown_variables(settings, environ) == [
+        "environment variable rerankd_http_prot is not a rerankd setting and is ignored;"
+        " did you mean RERANKD_HTTP_PORT?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"tei_port": 8081, "http_enabled": False}, "it needs http_enabled"),
+        ({"tei_port": 8080, "http_port": 8080}, "TEI needs a port of its own"),
+    ],
+)
+def test_tei_port_needs_the_http_api_and_a_port_of_its_own(values: dict[str, object], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        Settings(**values)
+
+
+def test_every_variable_the_docs_and_manifests_name_is_known() -> None:
+    """The RERANKD_* names the deployment files and docs tell people to set draw no warning (the
+    `api_key_env` examples are known once configured, so they are configured here; the README's
+    example of a misspelling is left out)."""
+    from tests.support import ROOT
+
+    files = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "deploy").rglob("*"),
+        *(ROOT / ".ci").rglob("*"),
+    ]
+    texts = [path.read_text(encoding="utf-8", errors="replace") for path in files if path.is_file()]
+    lines = [line for text in texts for line in text.splitlines() if "did you mean" not in line]  # examples
+    named = {name for line in lines for name in re.findall(r"\bRERANKD_[A-Z0-9_]*[A-Z0-9]", line)}
+    keys = {name for text in texts for name in re.findall(r"api_key_env:\s*(RERANKD_[A-Z0-9_]+)", text)}
+    providers = {f"p{i}": {"kind": "cohere", "api_key_env": key} for i, key in enumerate(sorted(keys))}
+    assert len(named) > 20
+    assert unknown_variables(Settings(providers=providers), dict.fromkeys(named, "1")) == []

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rerankd.domain import Scored
-from rerankd.router import Router, Target, _rank
+from rerankd.routing import Router, Target
+from rerankd.routing.ranking import rank as _rank
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.base import Delay, Hang, Malformed, Reset, Status

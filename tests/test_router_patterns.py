@@ -7,7 +7,7 @@ import pydantic
 import pytest
 from rerankd import errors
 from rerankd.config import RouteConfig
-from rerankd.router import Router
+from rerankd.routing import Router
 
 
 class _Provider:

@@ -26,7 +26,8 @@ from pydantic import SecretStr
 from rerankd import errors, logs
 from rerankd.config import ProviderConfig, Settings
 from rerankd.domain import Document
-from rerankd.providers.http import HttpClient
+from rerankd.providers.http import HttpClient, HttpProvider
+from rerankd.providers.passages import PassageProvider
 from rerankd.providers.registry import ProviderContext, create_provider
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
@@ -197,12 +198,17 @@ def test_keys_are_masked_in_settings_and_provider_reprs(monkeypatch: pytest.Monk
             "b": ProviderConfig(kind="cohere", api_key=SecretStr(inline)),
         },
     )
-    provider = create_provider("a", settings.providers["a"], ProviderContext(settings, HttpClient()))
+    wrapped = create_provider("a", settings.providers["a"], ProviderContext(settings, HttpClient()))
+    assert isinstance(wrapped, PassageProvider)  # hosted providers come wrapped (passages)
+    provider = wrapped.inner
+    assert isinstance(provider, HttpProvider)
     shown = [
         repr(settings),
         str(settings),
         settings.model_dump_json(),
         repr(settings.providers["b"].resolve_api_key()),
+        repr(wrapped),
+        str(vars(wrapped)),
         repr(provider),
         str(vars(provider)),
     ]
@@ -236,9 +242,11 @@ def test_provider_base_urls_come_only_from_config(monkeypatch: pytest.MonkeyPatc
             continue
         config = ProviderConfig(kind=kind, base_url=base, api_key_env=ENV, models=["m"])
         try:
-            provider: Any = create_provider(
+            wrapped = create_provider(
                 kind, config, ProviderContext(Settings(local_enabled=False), HttpClient())
             )
+            assert isinstance(wrapped, PassageProvider)
+            provider: Any = wrapped.inner  # the adapter, as the wrapper calls it
             request = provider.build_request(call)
         except errors.RerankError:
             continue  # the adapter refuses the hostile parameters outright: also fine

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
+from rerankd import __version__
 from rerankd.client import RerankClient, RerankOptions
 from rerankd.v1 import rerank_pb2 as pb
 
@@ -43,9 +44,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rerankd", description="gRPC rerank service and its client.")
+    parser.add_argument("--version", action="version", version=f"rerankd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (settings also from RERANKD_* env vars)")
+    serve.add_argument("--version", action="version", version=f"rerankd {__version__}")
     serve.add_argument("--host", help="listen address (default 127.0.0.1; RERANKD_HOST)")
     serve.add_argument("--port", type=int, help="listen port (default 50051; RERANKD_PORT)")
     serve.add_argument(
@@ -53,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http-host", help="HTTP API listen address (default: --host; RERANKD_HTTP_HOST)")
     serve.add_argument("--http-port", type=int, help="HTTP API port (default 8080; RERANKD_HTTP_PORT)")
+    serve.add_argument(
+        "--tei-port",
+        type=int,
+        help="serve TEI's own paths (/rerank, /info, /health) here too (RERANKD_TEI_PORT)",
+    )
     serve.add_argument(
         "--no-http", dest="http_enabled", action="store_false", default=None, help="serve gRPC only"
     )
@@ -182,9 +190,19 @@ def _models(args: argparse.Namespace) -> int:
 
         print(json_format.MessageToJson(reply))
         return 0
+    rows = [("name", "type", "target", "kind", "family", "max length", "source")]
     for model in reply.models:
-        targets = ", ".join(f"{t.provider}/{t.model}" for t in model.targets)
-        print(f"{model.name:<32} {'alias' if model.alias else 'model':<6} {targets}")
+        for number, t in enumerate(model.targets or [None]):
+            first = (model.name, "alias" if model.alias else "model") if number == 0 else ("", "")
+            if t is None:
+                rows.append((*first, "-", "", "", "", ""))
+                continue
+            length = str(t.max_length) if t.max_length else "-"
+            rows.append((*first, f"{t.provider}/{t.model}", t.kind, t.family or "-", length, t.source or "-"))
+    widths = [max(len(row[column]) for row in rows) for column in range(6)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:6], widths, strict=True)]
+        print("  ".join([*cells, row[6]]).rstrip())
     return 0
 
 
@@ -208,7 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from rerankd import errors, eventloop, logs
-    from rerankd.config import load_settings
+    from rerankd.config import load_settings, unknown_variables
     from rerankd.local.files import ModelFilesError
 
     try:
@@ -218,6 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
             bind=args.bind,
             http_host=args.http_host,
             http_port=args.http_port,
+            tei_port=args.tei_port,
             http_enabled=args.http_enabled,
             config=args.config,
             grace_period_s=args.grace_period,
@@ -233,6 +252,8 @@ def _serve(args: argparse.Namespace) -> int:
         return _refuse(_settings_problems(exc))
     except (OSError, ValueError, yaml.YAMLError, ModelFilesError, errors.RerankError) as exc:
         return _refuse(str(exc))
+    for line in unknown_variables(settings, os.environ):  # a misspelt setting: warned, not fatal
+        logging.getLogger("rerankd.config").warning("%s", line)
     from rerankd.server import serve
 
     try:
@@ -251,14 +272,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _preflight(settings: Settings) -> None:
     """What start-up would refuse, refused first and in one line: unreadable token or TLS files,
-    an embedded-model provider without its files (ModelFilesError). Unknown provider kinds and
-    options were refused already, when the settings were read (config.ProviderConfig).
+    unknown provider kinds, an embedded-model provider without its files (ModelFilesError).
+    Unknown or ill-typed options were refused already, when the settings were read
+    (config.ProviderConfig).
     Nothing is loaded or bound."""
     from rerankd import auth, tls
     from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
+    from rerankd.providers.registry import REGISTRY
 
     auth.Authenticator.from_settings(settings)  # reads the token file (ValueError if it cannot)
     tls.server_credentials(settings)  # reads the certificates (ValueError if it cannot)
+    for name, config in settings.providers.items():
+        if config.kind not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY))
+            raise ValueError(f"provider {name!r}: unknown kind {config.kind!r} (known: {known})")
     # Hub models (options.model, RERANKD_LOCAL_MODEL) are fetched and verified by the server's own
     # preflight (local/hub.py), still before any port is bound.
     local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.model]

@@ -25,9 +25,11 @@ Retries, circuit breaking, backpressure and the response cache are described in 
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -95,10 +97,14 @@ class ProviderOptions(BaseModel):
     """Base of every kind's `options` model: typed fields, and an unknown option is refused.
 
     Each provider class names its model as `Options` (rerankd.providers.base.Provider); a kind
-    without options keeps this empty one.
+    without options of its own keeps this one, which holds what every kind takes.
     """
 
     model_config = {"extra": "forbid", "frozen": True}
+
+    passages: Any = Field(
+        None, description="Long documents as passages (rerankd.passages.Passages: a mapping, true or false)."
+    )
 
 
 class ProviderConfig(BaseModel):
@@ -107,7 +113,8 @@ class ProviderConfig(BaseModel):
     `options` is typed by `kind`: the kind's provider class declares its `Options` model
     (rerankd.providers.registry finds it, importing only the kinds a configuration uses), so a
     misspelt or unknown option, or one of the wrong type, fails start-up naming the provider and
-    the option. An unknown kind fails the same way.
+    the option. An unknown kind is refused by `rerankd serve` before anything starts (and by
+    registry.create_provider); its options stay as given.
     """
 
     kind: str
@@ -132,23 +139,14 @@ class ProviderConfig(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        from rerankd.providers.registry import REGISTRY  # the registry imports this module
-
-        if kind not in REGISTRY:
-            raise ValueError(f"unknown kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
-        return kind
-
     @field_validator("options", mode="before")
     @classmethod
     def _typed_options(cls, value: Any, info: ValidationInfo) -> Any:
-        kind = info.data.get("kind")
-        if kind is None:  # the kind itself was refused: that is the error to report
-            return value
-        from rerankd.providers.registry import options_model
+        from rerankd.providers.registry import REGISTRY, options_model  # the registry imports this module
 
+        kind = info.data.get("kind")
+        if kind not in REGISTRY:  # refused with its kind when providers are built (and by `serve` first)
+            return value
         model = options_model(kind)
         if isinstance(value, model):
             return value
@@ -186,6 +184,59 @@ class TargetConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class FallbackStrategy(BaseModel):
+    """Targets in priority order (weighted within a priority); the next one after a failure."""
+
+    kind: Literal["fallback"] = "fallback"
+
+    model_config = {"extra": "forbid"}
+
+
+class HedgeStrategy(BaseModel):
+    """Fallback order, plus a hedge: when an attempt has not answered after a delay, the same request
+    goes to the next target too (to the same one again when the route has one); the first good
+    answer wins and the others are cancelled (docs/routing.md)."""
+
+    kind: Literal["hedge"]
+    delay_ms: float = Field(
+        50.0, gt=0, description="Wait before a hedge (with delay_quantile: until enough latencies are seen)."
+    )
+    delay_quantile: float | None = Field(
+        None, gt=0, lt=1, description="Wait this quantile of the target's recent latency instead (e.g. 0.95)."
+    )
+    max_extra: int = Field(1, ge=1, le=2, description="Hedges per request at most.")
+    budget_percent: float = Field(
+        10.0, gt=0, le=100, description="At most this share of the route's requests are hedged."
+    )
+
+    model_config = {"extra": "forbid"}
+
+
+class CascadeStrategy(BaseModel):
+    """Two stages: the route's first target scores every document, the second reranks the best
+    `keep_top` (or those scoring at least `min_score`) of them (docs/routing.md)."""
+
+    kind: Literal["cascade"]
+    keep_top: int | None = Field(50, ge=1, description="Documents the first stage passes on.")
+    min_score: float | None = Field(
+        None, description="Pass on only documents whose first-stage score is at least this."
+    )
+    fallback_to_first_stage: bool = Field(
+        False, description="When the second stage fails, answer with the first stage's ranking."
+    )
+
+    model_config = {"extra": "forbid"}
+
+    @model_validator(mode="after")
+    def _a_cut(self) -> CascadeStrategy:
+        if self.keep_top is None and self.min_score is None:
+            raise ValueError("a cascade needs keep_top, min_score or both")
+        return self
+
+
+Strategy = Annotated[FallbackStrategy | HedgeStrategy | CascadeStrategy, Field(discriminator="kind")]
+
+
 class RouteConfig(BaseModel):
     """A model alias: targets tried in priority order, weighted within a priority."""
 
@@ -200,8 +251,18 @@ class RouteConfig(BaseModel):
     chunk_concurrency: int = Field(
         8, ge=1, description="Chunks of one over-long request scored at once on a target."
     )
+    strategy: Strategy = Field(
+        default_factory=FallbackStrategy,
+        description="How the targets are used: fallback (default), hedge or cascade (`kind`).",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @model_validator(mode="after")
+    def _cascade_stages(self) -> RouteConfig:
+        if isinstance(self.strategy, CascadeStrategy) and len(self.targets) != 2:
+            raise ValueError("a cascade route has two targets: the first stage, then the second")
+        return self
 
     @field_validator("match")
     @classmethod
@@ -257,6 +318,14 @@ class Settings(BaseSettings):
     http_enabled: bool = Field(True, description="Serve the HTTP/JSON API (Cohere/Pinecone/Portkey/TEI).")
     http_host: str | None = Field(None, description="HTTP listen address; default: the same as host.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    tei_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="A second HTTP port serving the TEI dialect on TEI's own paths (POST /rerank, GET /info,"
+        " GET /health), so TEI clients only change the host; unset = off, 0 picks a free one. Needs"
+        " http_enabled; listens on http_host.",
+    )
     grace_period_s: float = Field(10.0, ge=0, description="Time in-flight calls get to finish on SIGTERM.")
     max_connection_age_s: float = Field(
         0.0,
@@ -377,6 +446,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_tei_port(self) -> Settings:
+        if self.tei_port is not None and not self.http_enabled:
+            raise ValueError("tei_port serves the TEI dialect of the HTTP API: it needs http_enabled")
+        if self.tei_port and self.tei_port == self.http_port:
+            raise ValueError(f"tei_port and http_port are both {self.http_port}: TEI needs a port of its own")
+        return self
+
+    @model_validator(mode="after")
     def _check_tls(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
@@ -421,6 +498,33 @@ def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     return path
+
+
+ENV_PREFIX = "RERANKD_"
+# RERANKD_* variables read outside Settings: the client commands' token (cli.py) and the address the
+# sidecar manifests hand the application container (deploy/k8s/sidecar).
+OTHER_VARIABLES = ("RERANKD_TOKEN", "RERANKD_TARGET")
+# Settings that nest (RERANKD_ROUTES__ENGLISH__RETRY__MAX_ATTEMPTS=3): any name below them is theirs.
+_NESTED = ("providers", "routes", "callers", "rate_limit_callers")
+
+
+def unknown_variables(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """One line for each RERANKD_* variable in `environ` that nothing reads (a misspelt setting is
+    otherwise silently ignored), naming the closest known variable. Values are never shown."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known.update(OTHER_VARIABLES)
+    known.update(c.api_key_env.upper() for c in settings.providers.values() if c.api_key_env)
+    nested = tuple(f"{ENV_PREFIX}{name.upper()}__" for name in _NESTED)
+    lines = []
+    for variable in sorted(environ):
+        name = variable.upper()  # pydantic-settings reads them case-insensitively
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(nested):
+            continue
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in sorted(known)}  # the prefix is no likeness
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else "no setting has a similar name"
+        lines.append(f"environment variable {variable} is not a rerankd setting and is ignored; {hint}")
+    return lines
 
 
 def load_settings(**overrides: Any) -> Settings:

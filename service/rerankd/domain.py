@@ -62,7 +62,7 @@ class RerankQuery:
 @dataclass(frozen=True, slots=True)
 class Passage:
     """The window of a long document that decided its score: characters [start, end) of its text,
-    window `index` of `count` (documents scored as passages, rerankd.local.model.Passages)."""
+    window `index` of `count` (documents scored as passages: rerankd.passages)."""
 
     start: int
     end: int
@@ -105,6 +105,7 @@ class Attempt:
     duration_ms: float
     attempt: int = 1
     message: str = ""
+    hedge: str = ""  # on a hedged request: "won" or "cancelled" (routing/strategies/hedge.py)
 
 
 @dataclass(slots=True)

@@ -2,14 +2,25 @@
 
     RerankError                 base; carries code, HTTP status, retryable, reason, details
     ├── InvalidArgument         the request is wrong (field violations name the fields)
+    │   ├── UnsupportedByProvider   a target's adapter cannot honour a request field (fails over)
+    │   └── EmptyTexts              TEI's own "Empty" error type (an empty `texts`)
     ├── NotFound                unknown model
     ├── Unauthenticated         the caller's credentials are missing or wrong
     ├── PermissionDenied        the caller is known but may not do this (model, document cap)
     ├── ResourceExhausted       over a limit or rate (ours or the provider's); RetryInfo
-    ├── Unavailable             provider 5xx, connection failure, breaker open, draining
+    │   └── Overloaded          our own concurrency limit is full (fails over, breaker-neutral)
+    │       └── QueueFull       the embedded model's queue is at its bound
+    ├── Unavailable             provider 5xx, connection failure, draining
+    │   ├── BadResponse         the provider answered something we cannot use (retried)
+    │   └── CircuitOpen         the target's breaker is open: skipped without a call (fails over)
     ├── DeadlineExceeded        the caller's budget or an attempt's timeout ran out
+    │   └── SlowUpload          the HTTP caller did not finish sending its body (HTTP 408)
     ├── ProviderMisconfigured   the provider refused *our* key or setup (caller cannot fix it)
     └── Internal                our bug or an answer we cannot parse
+
+What the router does after a failed attempt follows from the class alone (resilience/retry.py):
+`retryable` classes are retried, the failover classes go to the next target at once, the rest
+are returned to the caller. No reason string decides it; `reason` is what callers are told.
 
 Messages are scrubbed of anything that looks like a credential before they leave the process:
 `scrub()` removes every secret value registered with `register_secret()` (provider keys, caller
@@ -196,6 +207,49 @@ class DeadlineExceeded(RerankError):
     reason = "DEADLINE_EXCEEDED"
 
 
+class UnsupportedByProvider(InvalidArgument):
+    """A target's adapter cannot honour a unified request field; refused before sending, so
+    another target (which may support it) is tried at once."""
+
+    reason = "UNSUPPORTED_BY_PROVIDER"
+
+
+class EmptyTexts(InvalidArgument):
+    """An empty `texts` on the TEI dialect, which TEI reports as its own error type (Empty, 400)."""
+
+
+class Overloaded(ResourceExhausted):
+    """Our own concurrency limit is full (not a provider's rate limit)."""
+
+    reason = "OVERLOADED"
+
+
+class QueueFull(Overloaded):
+    """The embedded model's queue is at its bound; retry after the time it needs to drain.
+
+    An `Overloaded` (our own limit, not the model's health): the router fails over at once instead
+    of retrying, and the target's circuit breaker does not count it as a failure.
+    """
+
+    reason = "LOCAL_QUEUE_FULL"
+
+
+class BadResponse(Unavailable):
+    """The provider answered something we cannot use (malformed JSON, impossible indices).
+
+    A gateway that gets a broken answer from upstream reports it as HTTP 502 Bad Gateway; in gRPC
+    that is UNAVAILABLE: retryable, since the next answer (or the next target's) may be fine.
+    """
+
+    reason = "PROVIDER_BAD_RESPONSE"
+
+
+class CircuitOpen(Unavailable):
+    """The target's breaker is open: it was skipped without a call."""
+
+    reason = "CIRCUIT_OPEN"
+
+
 class SlowUpload(DeadlineExceeded):
     """The HTTP caller did not finish sending its body in time (HTTP 408)."""
 
@@ -261,21 +315,28 @@ def code_number(code: grpc.StatusCode) -> int:
 
 def _pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
 __all__ = [
+    "BadResponse",
+    "CircuitOpen",
     "DeadlineExceeded",
+    "EmptyTexts",
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "Overloaded",
     "PermissionDenied",
     "ProviderMisconfigured",
+    "QueueFull",
     "RerankError",
     "ResourceExhausted",
+    "SlowUpload",
     "Unauthenticated",
     "Unavailable",
+    "UnsupportedByProvider",
     "invalid",
     "register_key_prefixes",
     "register_secret",

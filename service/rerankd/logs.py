@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 ACCESS_LOGGER = "rerankd.access"
 
 
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BufferedStreamHandler(logging.StreamHandler):
     """A stream handler that writes access lines in batches.
 
     Access lines (logger rerankd.access, below WARNING) are gathered and written together every
@@ -119,6 +119,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             pass
 
     def flush(self) -> None:
+        assert self.lock is not None  # created by Handler.__init__
         with self.lock:
             self._write_pending()
 

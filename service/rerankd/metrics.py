@@ -2,13 +2,15 @@
 
 Names follow Prometheus conventions (`_total` counters, `_seconds` histograms). Label values are
 bounded: methods, status code names, configured model/provider names, outcomes. Callers' free text
-never becomes a label: an unknown model name is counted as "unknown", and a target the
-configuration does not name (a caller's ad-hoc "provider/model") as model or target "other", so a
-caller inventing names cannot add series.
+never becomes a label: a name a route answers through its `match` patterns (the drop-in names:
+`rerank-v3.5`) is counted under that route's name, another unknown model name as "unknown", and a
+target the configuration does not name (a caller's ad-hoc "provider/model") as model or target
+"other", so a caller inventing names cannot add series.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -52,6 +54,12 @@ RETRIES = Counter(
 )
 FALLBACKS = Counter(
     "rerankd_fallbacks", "Fallbacks from one target to the next, by route name.", ["route"], registry=REGISTRY
+)
+HEDGES = Counter(
+    "rerankd_hedges",
+    "Hedged requests by route: sent, won (the hedge's answer was used), refused (over the budget).",
+    ["route", "result"],
+    registry=REGISTRY,
 )
 BREAKER_STATE = Gauge(
     "rerankd_breaker_state",
@@ -133,6 +141,7 @@ def child(metric: _M, *values: str) -> _M:
 
 _KNOWN_MODELS: set[str] = {"default"}
 _KNOWN_TARGETS: set[str] = set()  # "provider/model" of every configured target
+_PATTERNS: list[tuple[str, str]] = []  # (glob, route name) of the routes' `match`, in config order
 OTHER = "other"  # the one label value of every target the configuration does not name
 
 
@@ -146,9 +155,35 @@ def know_targets(labels: Iterable[str]) -> None:
     _KNOWN_TARGETS.update(labels)
 
 
+def know_patterns(patterns: Iterable[tuple[str, str]]) -> None:
+    """Register the routes' `match` patterns ((glob, route name), in the order the router tries
+    them): a name one of them answers is counted under that route's name."""
+    for pair in patterns:
+        if pair not in _PATTERNS:
+            _PATTERNS.append(pair)
+
+
 def model_label(name: str) -> str:
+    """The model label of a call for `name`: the name when it is configured, the route that answers
+    it through a `match` pattern, else "unknown"."""
     name = name or "default"
-    return name if name in _KNOWN_MODELS else "unknown"
+    if name in _KNOWN_MODELS:
+        return name
+    return _matched_route(name) or "unknown"
+
+
+def _matched_route(name: str) -> str:
+    """The route whose pattern answers `name`, as the router picks it ("" when none does). An
+    explicit "provider/model" is resolved before any pattern, so it never counts under one."""
+    if _PATTERNS and not ("/" in name and f"{name.partition('/')[0]}/" in _provider_prefixes()):
+        for pattern, route in _PATTERNS:
+            if fnmatch.fnmatchcase(name, pattern):
+                return route
+    return ""
+
+
+def _provider_prefixes() -> set[str]:
+    return {target.partition("/")[0] + "/" for target in _KNOWN_TARGETS}
 
 
 def target_label(target: str) -> str:
@@ -168,7 +203,11 @@ def on_resilience_event(name: str, labels: Mapping[str, str]) -> None:
         RETRIES.labels(labels.get("target", "").split("/", 1)[0]).inc()
     elif name == "fallback":
         route = labels.get("route", "")
-        FALLBACKS.labels(route if route in _KNOWN_MODELS else OTHER).inc()
+        FALLBACKS.labels(route if route in _KNOWN_MODELS else _matched_route(route) or OTHER).inc()
+    elif name == "hedge":
+        route = labels.get("route", "")
+        route = route if route in _KNOWN_MODELS else _matched_route(route) or OTHER
+        HEDGES.labels(route, labels.get("result", "")).inc()
     elif name == "breaker":
         target, state = target_label(labels.get("target", "")), labels.get("to_state", "")
         BREAKER_TRANSITIONS.labels(target, state).inc()

@@ -24,7 +24,7 @@ from rerankd.api.grpc_api import RerankServicer
 from rerankd.api.grpc_guard import GuardInterceptor
 from rerankd.api.health import HealthServicer
 from rerankd.api.http.headers import HeaderLimits
-from rerankd.api.http_api import HttpServer, create_app
+from rerankd.api.http_api import TEI_PORT, HttpServer, create_app
 from rerankd.api.pipeline import Pipeline
 from rerankd.auth import Authenticator, http_authorizer
 from rerankd.config import LOCAL_PROVIDER, BreakerConfig, ProviderConfig, Settings
@@ -33,7 +33,7 @@ from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import ProviderContext, create_provider
 from rerankd.ratelimit import RateLimiter
-from rerankd.router import Router
+from rerankd.routing import Router
 from rerankd.v1 import rerank_pb2, rerank_pb2_grpc
 from rerankd.validation import Limits, receive_limit
 
@@ -60,6 +60,8 @@ class App:
     http_server: HttpServer | None = None  # the HTTP/JSON API; None when http_enabled is off
     http_address: str = ""  # host:port it listens on, once started
     http_port: int = 0  # its bound port, once started (0: not serving HTTP)
+    tei_server: HttpServer | None = None  # TEI's own paths on tei_port; None when tei_port is unset
+    tei_address: str = ""  # host:port it listens on, once started
     metrics_port: int = 0  # the bound /metrics port, once started (0: metrics off)
     _stop_metrics: Callable[[], None] | None = None
 
@@ -84,10 +86,14 @@ class App:
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         for name in READY_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        ssl_context = certificates.ssl_context() if certificates is not None else None
+        for http_server in self._http_servers():  # bound now, served once providers are loaded
+            http_server.bind()
+            http_server.ssl_context = ssl_context
         if self.http_server is not None:
-            self.http_port = self.http_server.bind()  # bound now, served once providers are loaded
-            self.http_server.ssl_context = certificates.ssl_context() if certificates is not None else None
-            self.http_address = self.http_server.address
+            self.http_port, self.http_address = self.http_server.port, self.http_server.address
+        if self.tei_server is not None:
+            self.tei_address = self.tei_server.address
         await self.server.start()
         for address in self.addresses:
             if address.startswith("unix:"):
@@ -99,9 +105,13 @@ class App:
             _LOG.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for provider in self.providers.values():
             await provider.start()
+        scheme = "https" if certificates else "http"
         if self.http_server is not None:
             await self.http_server.start(self.settings.grace_period_s)
-            _LOG.info("HTTP API on %s://%s", "https" if certificates else "http", self.http_address)
+            _LOG.info("HTTP API on %s://%s", scheme, self.http_address)
+        if self.tei_server is not None:
+            await self.tei_server.start(self.settings.grace_period_s)
+            _LOG.info("TEI API on %s://%s (TEI's own paths)", scheme, self.tei_address)
         for name in READY_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info("serving")
@@ -111,9 +121,7 @@ class App:
         grace = self.settings.grace_period_s if grace is None else grace
         _LOG.info("draining (grace %.1fs)", grace)
         await self.health.end_watches()  # NOT_SERVING, and open Watch streams end once they saw it
-        stopping = [self.server.stop(grace)]
-        if self.http_server is not None:
-            stopping.append(self.http_server.stop(grace))
+        stopping = [self.server.stop(grace), *(http.stop(grace) for http in self._http_servers())]
         await asyncio.gather(*stopping)
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
@@ -122,6 +130,9 @@ class App:
         if self._stop_metrics is not None:
             self._stop_metrics()
         _LOG.info("stopped")
+
+    def _http_servers(self) -> list[HttpServer]:
+        return [server for server in (self.http_server, self.tei_server) if server is not None]
 
 
 def build(settings: Settings) -> App:
@@ -158,20 +169,33 @@ def build(settings: Settings) -> App:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     rerank_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(router, settings), server)
-    http_server = None
-    if settings.http_enabled:
-        authorize = http_authorizer(authenticator, limiter)
-        http_app = create_app(Pipeline(router, settings), settings, authorize=authorize)
-        http_server = HttpServer(
-            http_app,
-            settings.http_host or settings.host,
-            settings.http_port,
-            header_limits=HeaderLimits.from_settings(settings),
-        )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
-    return App(settings, server, health_servicer, router, providers, http, http_server=http_server)
+    http_server = tei_server = None
+    if settings.http_enabled:
+        pipeline = Pipeline(router, settings)
+        authorize = http_authorizer(authenticator, limiter)
+        host, limits = settings.http_host or settings.host, HeaderLimits.from_settings(settings)
+
+        def ready() -> bool:
+            return health_servicer.serving("readiness")
+
+        http_app = create_app(pipeline, settings, authorize=authorize, ready=ready)
+        http_server = HttpServer(http_app, host, settings.http_port, header_limits=limits)
+        if settings.tei_port is not None:
+            tei_app = create_app(pipeline, settings, authorize=authorize, ready=ready, layout=TEI_PORT)
+            tei_server = HttpServer(tei_app, host, settings.tei_port, header_limits=limits)
+    return App(
+        settings,
+        server,
+        health_servicer,
+        router,
+        providers,
+        http,
+        http_server=http_server,
+        tei_server=tei_server,
+    )
 
 
 def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:

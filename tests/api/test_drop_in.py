@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import cohere
 import httpx
@@ -14,8 +15,9 @@ from langchain_cohere import CohereRerank
 from langchain_core.documents import Document
 from pinecone import Pinecone
 from rerankd.server import App
+from rerankd.v1 import rerank_pb2 as pb
 
-from tests.conftest import running_app
+from tests.conftest import running_app, stub_for
 from tests.examples import APPLE_BEST, APPLE_DOCS, APPLE_QUERY, FRANCE_BEST, FRANCE_DOCS, FRANCE_QUERY
 from tests.support import ROOT
 
@@ -112,3 +114,40 @@ async def test_without_the_drop_in_config_the_404_names_the_option(local_app: Ap
     assert reply.status_code == 404
     message = reply.json()["message"]
     assert "'rerank-v3.5' is not served here" in message and "deploy/config/drop-in.yaml" in message
+
+
+# Every dialect's path and a body asking for a drop-in name (TEI's `model` is rerankd's extension).
+DIALECT_CALLS = [
+    ("/v1/rerank", {"model": "rerank-english-v3.0", "query": FRANCE_QUERY, "documents": FRANCE_DOCS}),
+    ("/v2/rerank", {"model": "rerank-v3.5", "query": FRANCE_QUERY, "documents": FRANCE_DOCS}),
+    ("/portkey/v1/rerank", {"model": "rerank-v3.5", "query": FRANCE_QUERY, "documents": FRANCE_DOCS}),
+    ("/rerank", {"model": "bge-reranker-v2-m3", "query": FRANCE_QUERY, "documents": FRANCE_DOCS}),
+    ("/tei/rerank", {"model": "BAAI/bge-reranker-v2-m3", "query": FRANCE_QUERY, "texts": FRANCE_DOCS}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), DIALECT_CALLS, ids=[path for path, _ in DIALECT_CALLS])
+async def test_every_dialect_names_the_model_that_answered(
+    base_url: str, path: str, body: dict[str, Any]
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        reply = await http.post(path, json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-model"] == LOCAL_MODEL and reply.headers["x-provider"] == "local"
+    answer = reply.json()
+    if isinstance(answer, dict) and "model" in answer:  # Pinecone's and Portkey's shapes have the field
+        assert answer["model"] == LOCAL_MODEL
+
+
+async def test_grpc_names_the_model_that_answered(drop_in_app: App) -> None:
+    async with stub_for(drop_in_app) as stub:
+        call = stub.Rerank(
+            pb.RerankRequest(
+                model="rerank-v3.5", query=FRANCE_QUERY, documents=[pb.Document(text=t) for t in FRANCE_DOCS]
+            ),
+            timeout=30,
+        )
+        reply = await call
+        trailers = dict(await call.trailing_metadata())
+    assert reply.model == LOCAL_MODEL and reply.provider == "local"
+    assert reply.results[0].index == FRANCE_BEST and trailers["x-provider"] == "local"

@@ -21,6 +21,7 @@ import pytest
 from pinecone import Pinecone
 from rerankd import errors, tracing
 from rerankd.api import http_api
+from rerankd.api.http import bodies, dialects
 from rerankd.api.pipeline import Pipeline
 from rerankd.config import ProviderConfig
 from rerankd.domain import Scored, Usage
@@ -129,7 +130,7 @@ async def test_portkey_shape_on_portkey_headers_and_on_its_path(http: httpx.Asyn
         reply = await http.post(path, json=body, headers=headers)
         assert reply.status_code == 200, reply.text
         data = reply.json()
-        http_api.PortkeyResponse.model_validate(data)
+        bodies.PortkeyResponse.model_validate(data)
         assert data["object"] == "list" and data["provider"] == "local" and data["model"] == LOCAL_MODEL
         assert data["results"][0]["index"] == APPLE_BEST
         assert data["results"][0]["document"] == {"text": APPLE_DOCS[APPLE_BEST]}
@@ -141,7 +142,7 @@ async def test_portkey_shape_on_portkey_headers_and_on_its_path(http: httpx.Asyn
 async def test_cohere_shape_without_portkey_headers(http: httpx.AsyncClient) -> None:
     reply = await http.post("/v2/rerank", json={"query": FRANCE_QUERY, "documents": FRANCE_DOCS})
     data = reply.json()
-    http_api.CohereResponse.model_validate(data)
+    bodies.CohereResponse.model_validate(data)
     assert "object" not in data and "x-portkey-trace-id" not in reply.headers
     assert data["results"][0]["index"] == FRANCE_BEST
 
@@ -150,7 +151,7 @@ async def test_tei_shape_scores_text_and_headers(http: httpx.AsyncClient) -> Non
     reply = await http.post("/tei/rerank", json={"query": FRANCE_QUERY, "texts": FRANCE_DOCS})
     assert reply.status_code == 200
     ranks = reply.json()
-    http_api.TeiResponse.model_validate(ranks)
+    bodies.TeiResponse.model_validate(ranks)
     assert isinstance(ranks, list) and ranks[0]["index"] == FRANCE_BEST
     assert all("text" not in r for r in ranks) and all(0 <= r["score"] <= 1 for r in ranks)
     assert int(reply.headers["x-compute-tokens"]) > 0
@@ -216,7 +217,7 @@ async def test_bad_request_in_pinecone_shape_through_the_sdk(base_url: str) -> N
         await asyncio.to_thread(pc.inference.rerank, model="default", query="capital", documents=docs)
     err = caught.value
     assert err.status_code == 400 and err.error_code == "INVALID_ARGUMENT"
-    http_api.PineconeError.model_validate(err.body)
+    bodies.PineconeError.model_validate(err.body)
     assert err.body["status"] == 400
     assert err.body["error"]["details"]["field_violations"] == [
         {"field": "documents[1]", "description": "has none of rank_fields ['text'] to rank"}
@@ -230,7 +231,7 @@ async def test_bad_request_in_portkey_shape(http: httpx.AsyncClient) -> None:
     reply = await http.post("/portkey/v1/rerank", json={**BAD, "top_n": 0})
     assert reply.status_code == 400
     data = reply.json()
-    http_api.PortkeyError.model_validate(data)
+    bodies.PortkeyError.model_validate(data)
     assert data == {
         "error": {
             "message": "top_n: input should be greater than or equal to 1",
@@ -333,11 +334,11 @@ TEI_TYPES = ["Validation", "Backend", "Backend", "Backend", "Overloaded", "Unhea
 @pytest.mark.parametrize("dialect", http_api.DIALECTS, ids=lambda d: d.name)
 def test_every_taxonomy_error_maps_to_the_dialects_status_and_body(dialect: http_api.Dialect[Any]) -> None:
     shapes = {
-        "cohere-v1": http_api.CohereError,
-        "cohere-v2": http_api.CohereError,
-        "portkey": http_api.PortkeyError,
-        "pinecone": http_api.PineconeError,
-        "tei": http_api.TeiError,
+        "cohere-v1": bodies.CohereError,
+        "cohere-v2": bodies.CohereError,
+        "portkey": bodies.PortkeyError,
+        "pinecone": bodies.PineconeError,
+        "tei": bodies.TeiError,
     }
     for position, failure in enumerate(_failures()):
         status, body = dialect.error(dialect.presented(failure))
@@ -357,10 +358,10 @@ def test_every_taxonomy_error_maps_to_the_dialects_status_and_body(dialect: http
 
 
 def test_tei_names_texts_where_the_domain_says_documents() -> None:
-    renamed = http_api.TEI.presented(errors.invalid("documents[3]", "has no text to rank"))
+    renamed = dialects.TEI.presented(errors.invalid("documents[3]", "has no text to rank"))
     assert renamed.field_violations == [("texts[3]", "has no text to rank")]
     assert renamed.message == "texts[3]: has no text to rank"
-    assert http_api.COHERE_V2.presented(errors.invalid("documents[3]", "x")).field_violations == [
+    assert dialects.COHERE_V2.presented(errors.invalid("documents[3]", "x")).field_violations == [
         ("documents[3]", "x")
     ]
 
@@ -540,6 +541,8 @@ async def test_openapi_document_describes_every_endpoint_and_the_answers(http: h
         "/portkey/v1/rerank",
         "/rerank",
         "/tei/rerank",
+        "/tei/info",
+        "/tei/health",
         "/openapi.json",
     }
     params = {p["name"] for p in doc["paths"]["/rerank"]["post"]["parameters"]}
@@ -573,6 +576,8 @@ async def test_openapi_document_describes_every_endpoint_and_the_answers(http: h
             )[1],
         )
         check((await http.post(path, json=body, headers=headers)).json(), name)
+    info = doc["paths"]["/tei/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    check((await http.get("/tei/info")).json(), info["$ref"].rsplit("/", 1)[1])
     with pytest.raises(jsonschema.ValidationError):
         check({"results": []}, "CohereResponse")
 

@@ -19,7 +19,7 @@ import grpc
 import httpx
 import pytest
 from pydantic import BaseModel
-from rerankd.api import http_api
+from rerankd.api.http import bodies
 from rerankd.server import App
 from rerankd.v1 import rerank_pb2 as pb
 
@@ -42,11 +42,11 @@ _EXAMPLE = re.compile(
     re.S,
 )
 _SHAPES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
-    "cohere-v1": (http_api.CohereResponse, http_api.CohereError),
-    "cohere-v2": (http_api.CohereResponse, http_api.CohereError),
-    "portkey": (http_api.PortkeyResponse, http_api.PortkeyError),
-    "pinecone": (http_api.PineconeResponse, http_api.PineconeError),
-    "tei": (http_api.TeiResponse, http_api.TeiError),
+    "cohere-v1": (bodies.CohereResponse, bodies.CohereError),
+    "cohere-v2": (bodies.CohereResponse, bodies.CohereError),
+    "portkey": (bodies.PortkeyResponse, bodies.PortkeyError),
+    "pinecone": (bodies.PineconeResponse, bodies.PineconeError),
+    "tei": (bodies.TeiResponse, bodies.TeiError),
 }
 
 

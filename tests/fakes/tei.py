@@ -3,7 +3,10 @@
 Checks what TEI checks: the `--api-key` bearer token when one is set (401, empty body), `query` a
 string, `texts` a non-empty list of strings no longer than `max_client_batch_size`, boolean flags.
 Answers a bare array `[{"index", "score", "text"?}]` sorted by score with the `x-compute-*`
-headers, and errors as `{"error", "error_type"}` with TEI's statuses.
+headers, and errors as `{"error", "error_type"}` with TEI's statuses. With `max_input_length` (TEI's
+`--max-input-length`), a query + text pair longer than that many tokens (here: whitespace-separated
+words) is cut at the end when `truncate` is true, as TEI does, and refused (413) otherwise; so the
+end of a long text never counts.
 """
 
 from __future__ import annotations
@@ -27,10 +30,16 @@ def error_reply(status: int, message: str) -> Reply:
 class TeiFake(FakeProvider):
     name = "tei"
 
-    def __init__(self, api_key: str | None = API_KEY, max_client_batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        api_key: str | None = API_KEY,
+        max_client_batch_size: int = 32,
+        max_input_length: int | None = None,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         self.max_client_batch_size = max_client_batch_size
+        self.max_input_length = max_input_length
 
     def handle(self, request: Recorded) -> Reply:
         if request.method != "POST" or request.path not in ("/rerank", "/", "/invocations"):
@@ -44,8 +53,20 @@ class TeiFake(FakeProvider):
         problem = self._validate(body)
         if problem:
             return error_reply(*problem)
+        seen = []
+        for text in body["texts"]:
+            words, room = text.split(), self.max_input_length
+            if room is not None and len(body["query"].split()) + len(words) > room:
+                given = len(body["query"].split()) + len(words)
+                if not body.get("truncate"):
+                    return error_reply(
+                        413,
+                        f"Input validation error: `inputs` must have less than {room} tokens. Given: {given}",
+                    )
+                text = " ".join(words[: max(room - len(body["query"].split()), 0)])
+            seen.append(text)
         scored = sorted(
-            ((i, fake_score(body["query"], text)) for i, text in enumerate(body["texts"])),
+            ((i, fake_score(body["query"], text)) for i, text in enumerate(seen)),
             key=lambda pair: pair[1],
             reverse=True,
         )

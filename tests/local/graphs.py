@@ -113,3 +113,29 @@ def write_model(folder: Path, *, labels: int = 2, config: dict[str, Any] | None 
     (folder / "config.json").write_text(json.dumps(settings | (config or {})))
     (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": POSITIONS - 2}))
     return folder
+
+
+def write_export(folder: Path, *, labels: int = 1) -> Path:
+    """The tiny model in the folder layout `optimum-cli export onnx` (+ `onnxruntime quantize`)
+    writes, as the README shows it for bge-reranker-v2-m3: `model.onnx` with its weights in
+    `model.onnx_data` (an export over 2 GB), `model_quantized.onnx` beside it (here the same graph
+    with its weights inline, standing in for the int8 one), the tokenizer and configs at the top, and
+    files the loader does not read (`sentencepiece.bpe.model`, `special_tokens_map.json`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = _graph(labels)
+    onnx.save(graph, str(folder / "model_quantized.onnx"))
+    onnx.save_model(
+        graph,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx_data",
+        size_threshold=1024,  # small tensors inline, as exports keep them (shape inference reads them)
+    )
+    tokenizer().save(str(folder / "tokenizer.json"))
+    settings = {"model_type": "xlm-roberta", "max_position_embeddings": POSITIONS, "pad_token_id": PAD}
+    (folder / "config.json").write_text(json.dumps(settings | {"num_labels": labels}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": POSITIONS - 2}))
+    (folder / "sentencepiece.bpe.model").write_bytes(b"not read by rerankd")
+    (folder / "special_tokens_map.json").write_text("{}")
+    return folder

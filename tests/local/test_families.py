@@ -10,16 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from rerankd.config import ProviderConfig, Settings
 from rerankd.local.files import ModelFilesError
 from rerankd.local.model import CrossEncoder
 from rerankd.local.provider import LocalProvider
+from rerankd.providers.base import ModelDescription
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.conftest import running_app, stub_for
 from tests.local.fakehub import Repo, fake_hub
-from tests.local.graphs import reference_logits, write_model
+from tests.local.graphs import reference_logits, write_export, write_model
 from tests.local.support import text
 
 
@@ -124,10 +126,10 @@ def test_max_length_is_checked_against_the_model_before_loading(xlmr: Path) -> N
         provider(max_length=9000).prepare()
     assert provider(max_length=8192).prepare().config["model_type"] == "xlm-roberta"
     described = provider().describe()
-    assert described["max_length"] == 512  # the default, within the model's limit
+    assert described.max_length == 512  # the default, within the model's limit
     fresh = provider()
     fresh.prepare()
-    assert fresh.describe() == {"family": "xlm-roberta", "max_length": 512, "source": f"dir {xlmr}"}
+    assert fresh.describe() == ModelDescription("xlm-roberta", 512, f"dir {xlmr}")
 
 
 async def test_an_xlm_roberta_model_from_the_hub_is_served_at_8192_tokens(
@@ -150,13 +152,13 @@ async def test_an_xlm_roberta_model_from_the_hub_is_served_at_8192_tokens(
             )
             assert (reply.provider, reply.model) == ("xlmr", "xlm-reranker")
             assert reply.usage.total_tokens == 9 + 8192  # <s> paris </s></s> the city <unk> paris </s>
-            provider = app.providers["xlmr"]
-            assert isinstance(provider, LocalProvider)
-            assert provider.describe() == {
-                "family": "xlm-roberta",
-                "max_length": 8192,
-                "source": "hub tiny/xlm-reranker@0123456789abcdef0123456789abcdef01234567",
-            }
+            listed = await stub.ListModels(pb.ListModelsRequest(), timeout=10)
+            (target,) = next(m for m in listed.models if m.name == "xlm-reranker").targets
+            assert (target.family, target.max_length, target.source) == (
+                "xlm-roberta",
+                8192,
+                "hub tiny/xlm-reranker@0123456789abcdef0123456789abcdef01234567",
+            )
 
 
 @pytest.mark.parametrize(
@@ -185,6 +187,39 @@ def test_a_hub_model_answers_to_its_repo_name_unless_named() -> None:
         "BAAI/bge-reranker-v2-m3",
         "main",
     )
-    assert default.describe()["source"] == "hub BAAI/bge-reranker-v2-m3@main"  # before it is fetched
+    assert default.describe().source == "hub BAAI/bge-reranker-v2-m3@main"  # before it is fetched
     named = LocalProvider.create("local", ProviderConfig(kind="local", models=["m3"]), ctx)
     assert named.model_name == "m3"
+
+
+async def test_the_readme_export_layout_is_what_the_loader_reads(tmp_path: Path) -> None:
+    """README's bge-reranker-v2-m3 recipe: RERANKD_MODEL_DIR + RERANKD_LOCAL_MODEL_NAME +
+    RERANKD_LOCAL_MAX_LENGTH on an Optimum export folder; `rerankd models` shows it."""
+    folder = write_export(tmp_path / "bge-reranker-v2-m3-onnx")
+    settings = {"model_dir": folder, "local_model_name": "bge-reranker-v2-m3", "local_max_length": 1024}
+    async with running_app(**settings) as app, stub_for(app) as stub:
+        listed = await stub.ListModels(pb.ListModelsRequest(), timeout=10)
+        (target,) = next(m for m in listed.models if m.name == "bge-reranker-v2-m3").targets
+        assert (target.family, target.max_length, target.source) == ("xlm-roberta", 1024, f"dir {folder}")
+        reply = await stub.Rerank(
+            pb.RerankRequest(
+                model="bge-reranker-v2-m3",
+                query="paris",
+                documents=[pb.Document(text="the old city"), pb.Document(text="the city of paris")],
+            ),
+            timeout=30,
+        )
+        assert (reply.model, reply.provider, len(reply.results)) == ("bge-reranker-v2-m3", "local", 2)
+        provider = app.providers["local"]
+        assert isinstance(provider, LocalProvider) and provider.files is not None
+        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        assert provider.files.onnx.name == ("model.onnx" if cuda else "model_quantized.onnx")
+    ctx = type("Ctx", (), {"settings": Settings()})()
+    config = ProviderConfig(kind="local", options={"model_dir": str(folder), "quantized": False})
+    full = LocalProvider.create("fp32", config, ctx).prepare()
+    assert full.onnx.name == "model.onnx"
+    encoder = CrossEncoder(full)  # its weights come from model.onnx_data beside it
+    (pair,) = encoder.encode("paris", ["the city of paris"])
+    assert encoder.score_pair(pair) == pytest.approx(
+        _sigmoid(float(reference_logits(pair.ids[0].tolist(), 1)[0])), abs=1e-6
+    )

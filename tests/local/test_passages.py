@@ -65,9 +65,14 @@ async def test_with_passages_the_long_document_ranks_first_and_without_it_does_n
 ) -> None:
     without = await stub.Rerank(_request(DOCS), timeout=60)
     assert without.results[0].index != 1 and without.results[-1].index == 1
+    assert not any(result.HasField("passage") for result in without.results)
     with_passages = await stub.Rerank(_request(DOCS, {"passages": PASSAGES}), timeout=60)
     assert with_passages.results[0].index == 1
     assert with_passages.results[0].relevance_score > 0.5 > with_passages.results[1].relevance_score
+    won = with_passages.results[0].passage  # the window that won covers the sentence
+    assert won.start <= LONG.index(SENTENCE) and LONG.index(SENTENCE) + len(SENTENCE) <= won.end
+    assert won.end - won.start < len(LONG) // 2 and 0 < won.index < won.count
+    assert [r.passage.count for r in with_passages.results[1:]] == [1, 1]
     off = await stub.Rerank(_request(DOCS, {"passages": False}), timeout=60)
     assert [r.index for r in off.results] == [r.index for r in without.results]
 
@@ -138,7 +143,7 @@ async def test_malformed_passages_are_invalid_argument(
     [("max", 0.9), ("mean", None), ("first", None)],
 )
 def test_pools(encoder: CrossEncoder, pool: str, expected: float | None) -> None:
-    from rerankd.local.provider import _pool
+    from rerankd.passages import pool as _pool
 
     pairs = encoder.encode(FRANCE_QUERY, [LONG], passages=Passages(pool=pool))
     scores = [encoder.score_pair(p) for p in pairs]
@@ -148,3 +153,24 @@ def test_pools(encoder: CrossEncoder, pool: str, expected: float | None) -> None
     assert pooled.passage is not None and pooled.passage.index == scores.index(max(scores))
     if expected is not None:
         assert pooled.score > 0.5
+
+
+async def test_offsets_count_code_points_in_the_text_as_sent_and_streams_carry_them(
+    stub: pb_grpc.RerankServiceStub, encoder: CrossEncoder
+) -> None:
+    wide = f"{filler(300, 4)} 🌍 Ça été naïve — {filler(300, 5)} {SENTENCE} {filler(100, 6)}"
+    request = _request([DOCS[0], wide], {"passages": PASSAGES})
+    answer = await stub.Rerank(request, timeout=60)
+    best = answer.results[0]
+    assert best.index == 1
+    assert wide[best.passage.start : best.passage.end].count(SENTENCE) == 1
+    # the window begins and ends at whole words (byte or UTF-16 offsets would land past the emoji's)
+    # the window starts and ends at token boundaries counted in code points (byte or UTF-16 offsets
+    # would land 9 or 1 past them, after the emoji and accents before it)
+    tokens = encoder.tokenizer.encode(wide, add_special_tokens=False).offsets
+    first = [begin for begin, _ in tokens].index(best.passage.start)
+    last = [end for _, end in tokens].index(best.passage.end)
+    assert first > 0 and last - first + 1 <= PASSAGES["tokens"]
+    stream = stub.RerankStream(pb.RerankStreamRequest(request=request), timeout=60)
+    streamed = [r for m in [m async for m in stream] if m.HasField("results") for r in m.results.results]
+    assert [(r.index, r.passage) for r in streamed] == [(r.index, r.passage) for r in answer.results]

@@ -135,7 +135,7 @@ def test_parse_both_answer_shapes() -> None:
         call(), HttpReply(200, headers, json.dumps(invoke).encode())
     )
     assert [(s.index, s.score) for s in result.scores] == [(1, 0.7)] and result.usage.total_tokens == 12
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         bad = {"results": [{"index": 5, "relevanceScore": 0.1}]}
         provider().parse_response(call(), HttpReply(200, {}, json.dumps(bad).encode()))
 

@@ -153,7 +153,7 @@ def test_parse_keeps_order_scores_and_search_units() -> None:
     ],
 )
 def test_parse_refuses_answers_that_make_no_sense(answer: Any) -> None:
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         provider().parse_response(call(), reply(answer))
 
 

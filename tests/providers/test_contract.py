@@ -160,11 +160,11 @@ async def test_error_statuses_map_by_who_must_act(
         assert target.secret not in str(err) and target.secret not in repr(target.provider)
 
 
-async def test_malformed_answer_is_internal(target: Target) -> None:
+async def test_malformed_answer_is_bad_response(target: Target) -> None:
     target.fake.inject(Malformed())
-    with pytest.raises(errors.Internal) as caught:
+    with pytest.raises(errors.BadResponse) as caught:
         await target.rerank()
-    assert not caught.value.retryable and caught.value.provider == target.provider.name
+    assert caught.value.retryable and caught.value.provider == target.provider.name
 
 
 async def test_slow_answer_past_the_timeout_is_deadline_exceeded(target: Target) -> None:

@@ -99,7 +99,7 @@ def test_the_answer_is_read_cut_to_top_n_and_activated() -> None:
     assert result.usage.search_units == 4 and result.model == "m"
     every = spoken().parse_response(call(), reply(answer))
     assert [s.index for s in every.scores] == [2, 0, 1]
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         spoken().parse_response(call(), reply({"ranked": [{"i": 7, "s": 1.0}]}))
 
 

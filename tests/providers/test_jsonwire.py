@@ -1,4 +1,4 @@
-"""jsonwire.scores: a well-formed answer maps as given; every malformed one is Internal, whichever
+"""jsonwire.scores: a well-formed answer maps as given; every malformed one is BadResponse, whichever
 of its two paths (the column-at-a-time one and the per-item one) meets it."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_a_well_formed_answer_maps_in_the_providers_order() -> None:
         [{"index": 0, "relevance_score": 0.5}, "junk"],
     ],
 )
-def test_a_malformed_answer_is_internal_naming_the_provider(items: Any) -> None:
-    with pytest.raises(errors.Internal) as caught:
+def test_a_malformed_answer_is_bad_response_naming_the_provider(items: Any) -> None:
+    with pytest.raises(errors.BadResponse) as caught:
         scores("acme", items, 3)
     assert caught.value.provider == "acme" and caught.value.message.startswith("acme: answer ")

@@ -95,7 +95,7 @@ def test_parse_response_reads_score_and_rerank_units() -> None:
     assert [(s.index, s.score) for s in result.scores] == [(2, 0.9), (0, 0.1)]
     assert result.usage.rerank_units == 3 and result.usage.documents == 3
     assert result.model == "bge-reranker-v2-m3"
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         bad = {"model": "m", "data": [{"index": 7, "score": 0.5}], "usage": {"rerank_units": 1}}
         provider().parse_response(call(), HttpReply(200, {}, json.dumps(bad).encode()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from rerankd import errors
 from rerankd.config import ProviderConfig, ProviderOptions, Settings
 from rerankd.providers.http import HttpClient
 from rerankd.providers.registry import REGISTRY, ProviderContext, create_provider, options_model
@@ -26,8 +27,8 @@ def test_options_are_typed_by_kind_and_unknown_ones_refused() -> None:
         ProviderConfig(kind="infinity", options={"max_client_batch_size": 0})
     with pytest.raises(ValidationError, match=r"providers\.gpu\.options"):
         Settings(providers={"gpu": {"kind": "nim", "base_url": "http://n", "options": {"raw_score": True}}})
-    with pytest.raises(ValidationError, match="unknown kind 'cohre'"):
-        ProviderConfig(kind="cohre")
+    with pytest.raises(errors.InvalidArgument, match="provider 'p': unknown kind 'cohre'"):
+        create_provider("p", ProviderConfig(kind="cohre"), ProviderContext(Settings(), HttpClient()))
 
 
 @pytest.mark.parametrize("kind", ["cohere", "tei", "vllm", "local"])

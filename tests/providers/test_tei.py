@@ -85,7 +85,7 @@ def test_parse_bare_array_trims_top_n_and_reads_tokens() -> None:
     result = provider().parse_response(call(top_n=2), reply)
     assert [(s.index, s.score) for s in result.scores] == [(1, 0.8), (0, 0.5)]
     assert result.usage.total_tokens == 42 and result.model == MODEL
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         provider().parse_response(call(), HttpReply(200, {}, b'{"index": 0}'))
 
 

@@ -100,7 +100,7 @@ def test_parse_reads_data_usage_and_model() -> None:
         and result.usage.search_units == 0
         and result.model == "rerank-2.5-lite"
     )
-    with pytest.raises(errors.Internal):
+    with pytest.raises(errors.BadResponse):
         provider().parse_response(call(), reply({"results": answer["data"]}))
 
 

@@ -12,17 +12,8 @@ import grpc
 import pytest
 from rerankd import errors
 from rerankd.config import RetryConfig
-from rerankd.resilience.breaker import CircuitOpen
-from rerankd.resilience.limits import Overloaded
-from rerankd.resilience.retry import (
-    BadResponse,
-    Disposition,
-    backoff,
-    backoff_cap,
-    classify,
-    normalise,
-    retry_delay,
-)
+from rerankd.errors import BadResponse, CircuitOpen, Overloaded, QueueFull, UnsupportedByProvider
+from rerankd.resilience.retry import Disposition, backoff, backoff_cap, classify, retry_delay
 
 from tests.fakes.base import Status
 from tests.fakes.generic import GenericFake, expected_ranking, provider_config
@@ -67,11 +58,14 @@ def test_retry_delay_honours_retry_after_the_attempt_cap_and_the_deadline() -> N
         (errors.Unavailable("503"), Disposition.RETRY),
         (errors.ResourceExhausted("429"), Disposition.RETRY),
         (errors.DeadlineExceeded("attempt timeout"), Disposition.RETRY),
-        (normalise(errors.Internal("garbled", provider="p")), Disposition.RETRY),
+        (BadResponse("garbled", provider="p"), Disposition.RETRY),
         (errors.ProviderMisconfigured("bad key"), Disposition.FAILOVER),
-        (errors.InvalidArgument("no NONE", reason="UNSUPPORTED_BY_PROVIDER"), Disposition.FAILOVER),
+        (UnsupportedByProvider("no NONE"), Disposition.FAILOVER),
+        # the class decides, not the reason string callers are told
+        (errors.InvalidArgument("no NONE", reason="UNSUPPORTED_BY_PROVIDER"), Disposition.FATAL),
         (CircuitOpen("open"), Disposition.FAILOVER),
         (Overloaded("full"), Disposition.FAILOVER),
+        (QueueFull("queue full"), Disposition.FAILOVER),
         (errors.InvalidArgument("bad request"), Disposition.FATAL),
         (errors.NotFound("no such model"), Disposition.FATAL),
         (errors.Internal("our bug"), Disposition.FATAL),
@@ -82,7 +76,7 @@ def test_classification(error: errors.RerankError, disposition: Disposition) -> 
 
 
 def test_a_garbled_provider_answer_is_reported_as_unavailable() -> None:
-    reported = normalise(errors.Internal("p: could not parse the provider's answer", provider="p"))
+    reported = BadResponse("p: could not parse the provider's answer", provider="p")
     assert isinstance(reported, BadResponse) and reported.code == grpc.StatusCode.UNAVAILABLE
     assert reported.retryable and reported.reason == "PROVIDER_BAD_RESPONSE"
 

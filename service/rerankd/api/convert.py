@@ -8,8 +8,18 @@ from typing import Any
 from google.protobuf import json_format
 
 from rerankd import errors
-from rerankd.domain import Attempt, Document, Ranked, RerankQuery, Scored, TraceContext, Truncation, Usage
-from rerankd.router import ModelEntry
+from rerankd.domain import (
+    Attempt,
+    Document,
+    Passage,
+    Ranked,
+    RerankQuery,
+    Scored,
+    TraceContext,
+    Truncation,
+    Usage,
+)
+from rerankd.routing import ModelEntry
 from rerankd.v1 import rerank_pb2 as pb
 
 _TRUNCATION = {
@@ -67,7 +77,16 @@ def result_messages(
         result = pb.RerankResult(index=item.index, relevance_score=item.score)
         if return_documents:
             result.document.CopyFrom(request.documents[item.index])
+        if item.passage is not None:
+            _set_passage(result.passage, item.passage)
         yield result
+
+
+def _set_passage(target: pb.Passage, passage: Passage) -> None:
+    target.start = passage.start
+    target.end = passage.end
+    target.index = passage.index
+    target.count = passage.count
 
 
 def usage_message(usage: Usage) -> pb.Usage:
@@ -88,6 +107,7 @@ def attempt_messages(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
             duration_ms=a.duration_ms,
             attempt=a.attempt,
             message=a.message,
+            hedge=a.hedge,
         )
         for a in attempts
     ]
@@ -114,7 +134,14 @@ def add_results(
     """Append a RerankResult per score to the repeated field `target`, built in place (add() is
     about twice as fast as making messages and copying them in: bench/results/gateway.md)."""
     add = target.add
-    if return_documents:
+    if scores and scores[0].passage is not None:  # scored as passages: every result has one
+        for item in scores:
+            result = add(index=item.index, relevance_score=item.score)
+            if return_documents:
+                result.document.CopyFrom(request.documents[item.index])
+            if item.passage is not None:
+                _set_passage(result.passage, item.passage)
+    elif return_documents:
         documents = request.documents
         for item in scores:
             add(index=item.index, relevance_score=item.score).document.CopyFrom(documents[item.index])
@@ -129,6 +156,7 @@ def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
         targets = []
         for target in entry.targets:
             limit = target.provider.capabilities(target.model).max_documents
+            described = target.provider.describe(target.model)
             targets.append(
                 pb.ModelTarget(
                     provider=target.provider.name,
@@ -137,6 +165,9 @@ def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
                     weight=target.weight,
                     max_documents=limit or 0,
                     priority=target.priority,
+                    family=described.family,
+                    max_length=described.max_length,
+                    source=described.source,
                 )
             )
         models.append(pb.ModelInfo(name=entry.name, alias=entry.alias, targets=targets))

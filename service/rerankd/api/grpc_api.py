@@ -30,7 +30,7 @@ from rerankd.api import convert, pipeline
 from rerankd.api.call import OK, Call
 from rerankd.config import Settings
 from rerankd.domain import Ranked, Scored, TraceContext
-from rerankd.router import PartialSink, Router
+from rerankd.routing import PartialSink, Router
 from rerankd.v1 import rerank_pb2 as pb
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
 

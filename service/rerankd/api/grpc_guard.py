@@ -58,7 +58,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler  # unknown method: the library answers UNIMPLEMENTED
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
             wrapped = _Guarded(self, handler, method, method.startswith(EXEMPT_PREFIXES)).handler()
@@ -131,10 +131,10 @@ class _Guarded:
             return grpc.unary_stream_rpc_method_handler(wrapped, None, serializer)
         if h.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(self._stream_unary, None, serializer)
-        wrapped = (
+        streaming = (
             self._stream_stream_gen if inspect.isasyncgenfunction(h.stream_stream) else self._stream_stream
         )
-        return grpc.stream_stream_rpc_method_handler(wrapped, None, serializer)
+        return grpc.stream_stream_rpc_method_handler(streaming, None, serializer)
 
     # -- admission, decoding, accounting ---------------------------------------------------------
 

@@ -53,6 +53,10 @@ class HealthServicer(health.aio.HealthServicer):
                 del self._server_watchers[service]
                 del self._watcher_count_by_service[service]
 
+    def serving(self, service: str) -> bool:
+        """Whether `service` is SERVING now (TEI's /health asks for "readiness")."""
+        return self._server_status.get(service) == health_pb2.HealthCheckResponse.SERVING
+
     async def end_watches(self) -> None:
         """Every service NOT_SERVING for good, and every open Watch stream ended once it has sent
         that status. Called at the start of a drain."""

@@ -21,7 +21,7 @@ from rerankd import auth, authz, tracing
 from rerankd.api.call import Call
 from rerankd.config import Settings
 from rerankd.domain import Ranked, RerankQuery, TraceContext
-from rerankd.router import PartialSink, Router, Target
+from rerankd.routing import PartialSink, Router, Target
 from rerankd.validation import Limits, validate
 
 

@@ -31,7 +31,8 @@ BUNDLED_SHA256 = {
     "tokenizer.json": "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448",
 }
 REQUIRED_FILES = ("model.onnx", "tokenizer.json")
-BUNDLED_SOURCE = f"bundled ({CARRIER_PACKAGE}==2.2.0: cross-encoder/ms-marco-MiniLM-L-12-v2, int8)"
+BUNDLED_MODEL_ID, BUNDLED_DTYPE = "cross-encoder/ms-marco-MiniLM-L-12-v2", "int8"
+BUNDLED_SOURCE = f"bundled ({CARRIER_PACKAGE}==2.2.0: {BUNDLED_MODEL_ID}, {BUNDLED_DTYPE})"
 QUANTIZED_CHOICES = ("auto", "true", "false")
 
 # Quantised exports by the CPU features they are made for (sentence-transformers' and Optimum's

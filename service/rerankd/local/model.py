@@ -35,7 +35,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -44,9 +43,9 @@ from tokenizers import Encoding, Tokenizer
 from rerankd import errors
 from rerankd.domain import Truncation
 from rerankd.local.files import ModelFiles, folder_files
+from rerankd.passages import Passages
 
 ACTIVATIONS = ("sigmoid", "softmax", "none")
-POOLS = ("max", "mean", "first")
 _FEEDS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 # Families whose position table starts after the padding index (max_position_embeddings - 2 usable).
 _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer")
@@ -66,54 +65,6 @@ class Pair:
     @property
     def tokens(self) -> int:
         return int(self.ids.shape[1])
-
-
-@dataclass(frozen=True, slots=True)
-class Passages:
-    """Long documents as overlapping windows of `tokens` document tokens, `stride` of them shared
-    by neighbours, at most `limit` windows a document; its score is the `pool` of theirs."""
-
-    tokens: int = 256
-    stride: int = 64
-    pool: str = "max"
-    limit: int = 64
-
-    @classmethod
-    def parse(cls, value: Any) -> Passages | None:
-        """From config or request parameters: a mapping, true (the defaults), or false/None (off).
-
-        Raises ValueError saying what is wrong.
-        """
-        if value is None or value is False:
-            return None
-        if value is True:
-            return cls()
-        if not isinstance(value, Mapping):
-            raise ValueError("must be a mapping of tokens, stride, pool, limit (or true/false)")
-        unknown = sorted(set(value) - {"tokens", "stride", "pool", "limit"})
-        if unknown:
-            raise ValueError(f"has unknown keys {unknown} (known: tokens, stride, pool, limit)")
-        default = cls()
-        try:
-            passages = cls(
-                tokens=_whole(value.get("tokens", default.tokens)),
-                stride=_whole(value.get("stride", default.stride)),
-                pool=str(value.get("pool", default.pool)),
-                limit=_whole(value.get("limit", default.limit)),
-            )
-        except (TypeError, ValueError):
-            raise ValueError("tokens, stride and limit must be whole numbers") from None
-        if passages.tokens < 8 or not 0 <= passages.stride <= passages.tokens // 2 or passages.limit < 1:
-            raise ValueError("needs tokens >= 8, 0 <= stride <= tokens / 2 and limit >= 1")
-        if passages.pool not in POOLS:
-            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {passages.pool!r}")
-        return passages
-
-
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or float(value) != int(value):
-        raise ValueError(value)
-    return int(value)
 
 
 def family(files: ModelFiles, inputs: Sequence[str] = ()) -> str:
@@ -255,8 +206,7 @@ class CrossEncoder:
         document tokens, neighbours sharing `stride`; tokenizers' own overflowing windows."""
         window = min(passages.tokens, budget)
         stride = min(passages.stride, window // 2)
-        count = 1 if passages.pool == "first" else passages.limit
-        keep = window + (count - 1) * (window - stride)
+        keep = passages.most_tokens(window)
         if cut is not None:
             keep = min(keep, cut)
         pairs = []

@@ -50,7 +50,7 @@ import onnxruntime as ort
 
 from rerankd import errors, metrics, tracing
 from rerankd.config import ProviderConfig, ProviderOptions
-from rerankd.domain import Passage, Scored, Usage, render_text
+from rerankd.domain import Scored, Usage, render_text
 from rerankd.local import hub
 from rerankd.local.files import (
     BUNDLED_SOURCE,
@@ -59,13 +59,14 @@ from rerankd.local.files import (
     bundled_files,
     folder_files,
 )
-from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, Passages, family, position_limit
+from rerankd.local.model import ACTIVATIONS, CrossEncoder, Pair, family, position_limit
 from rerankd.local.scheduler import FairScheduler
-from rerankd.providers.base import Capabilities, Provider, ProviderCall, ProviderResult
+from rerankd.passages import Passages, pool, requested
+from rerankd.providers.base import Capabilities, ModelDescription, Provider, ProviderCall, ProviderResult
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
-_TOKENIZER_THREADS = 2
+TOKENIZER_THREADS = 2
 
 
 class LocalOptions(ProviderOptions):
@@ -81,7 +82,6 @@ class LocalOptions(ProviderOptions):
     max_length: int | None = None
     threads: int | None = None
     max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS
-    passages: Any = None  # Passages.parse's shapes: {tokens, stride, pool} | true | false
 
 
 def _cores() -> int:
@@ -164,7 +164,7 @@ class LocalProvider(Provider):
         self.family = "bert" if self.source.repo_id is None and self.model_dir is None else "unknown"
         self._encoder: CrossEncoder | None = None
         self._scheduler: FairScheduler[Pair] | None = None
-        self._tokenizing = ThreadPoolExecutor(_TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
+        self._tokenizing = ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix=f"{name}-tokenize")
         self.load_seconds = 0.0
 
     @classmethod
@@ -228,10 +228,10 @@ class LocalProvider(Provider):
         self.files = files
         return files
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, model: str = "") -> ModelDescription:
         """What ListModels / `rerankd models` show of this model: family, max length, source."""
         source = self.files.source if self.files is not None else self.source.describe()
-        return {"family": self.family, "max_length": self.max_length, "source": source}
+        return ModelDescription(family=self.family, max_length=self.max_length, source=source)
 
     def models(self) -> Sequence[str]:
         return (self.model_name,)
@@ -295,7 +295,7 @@ class LocalProvider(Provider):
             if text is None:
                 raise errors.invalid(f"documents[{index}]", "has no text to rank")
             texts.append(text)
-        passages = self._passages(call.parameters)
+        passages = requested(call.parameters, self.passages)
         encoder, scheduler = self.encoder, self.scheduler
         with scheduler.admit(len(texts)) as admission:
             loop = asyncio.get_running_loop()
@@ -328,16 +328,7 @@ class LocalProvider(Provider):
         usage = Usage(documents=len(texts), total_tokens=tokens)
         if passages is None:
             return ProviderResult([Scored(i, s) for i, s in enumerate(scores)], usage, self.model_name)
-        return ProviderResult(_pool(pairs, scores, len(texts), passages.pool), usage, self.model_name)
-
-    def _passages(self, parameters: Mapping[str, Any]) -> Passages | None:
-        """The request's `parameters.passages` (INVALID_ARGUMENT when malformed), else the model's."""
-        if "passages" not in parameters:
-            return self.passages
-        try:
-            return Passages.parse(parameters["passages"])
-        except ValueError as exc:
-            raise errors.invalid("parameters.passages", str(exc)) from None
+        return ProviderResult(pool(pairs, scores, len(texts), passages.pool), usage, self.model_name)
 
     async def aclose(self) -> None:
         """Fail queued work with UNAVAILABLE and let the workers finish their current pair."""
@@ -352,20 +343,6 @@ def _passages_option(provider: str, value: Any) -> Passages | None:
         return Passages.parse(value)
     except ValueError as exc:
         raise ValueError(f"provider {provider!r}: options.passages {exc}") from None
-
-
-def _pool(pairs: Sequence[Pair], scores: Sequence[float], documents: int, pool: str) -> list[Scored]:
-    """One score per document from its windows' (max, mean or first), with the winning window."""
-    windows: list[list[int]] = [[] for _ in range(documents)]
-    for position, pair in enumerate(pairs):
-        windows[pair.document].append(position)
-    pooled = []
-    for index, mine in enumerate(windows):
-        best = max(range(len(mine)), key=lambda w: scores[mine[w]])
-        score = sum(scores[p] for p in mine) / len(mine) if pool == "mean" else scores[mine[best]]
-        won = pairs[mine[best]]
-        pooled.append(Scored(index, score, Passage(won.start, won.end, best, len(mine))))
-    return pooled
 
 
 def preflight(providers: Mapping[str, Provider]) -> None:

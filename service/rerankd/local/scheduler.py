@@ -41,23 +41,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rerankd import errors
-from rerankd.resilience.limits import Overloaded
+from rerankd.errors import QueueFull
 
 T = TypeVar("T")
 
 _MIN_RETRY_AFTER_S = 0.1
 _MAX_RETRY_AFTER_S = 60.0
 _EWMA = 0.05  # weight of the newest pair in the seconds-per-token estimate
-
-
-class QueueFull(Overloaded):
-    """The embedded model's queue is at its bound; retry after the time it needs to drain.
-
-    An `Overloaded` (our own limit, not the model's health): the router fails over at once instead
-    of retrying, and the target's circuit breaker does not count it as a failure.
-    """
-
-    reason = "LOCAL_QUEUE_FULL"
 
 
 @dataclass(eq=False, slots=True)

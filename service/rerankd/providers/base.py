@@ -29,6 +29,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelDescription:
+    """What ListModels and `rerankd models` show of one provider model beyond its name."""
+
+    family: str = ""  # local models: the architecture ("bert", "xlm-roberta", ...)
+    max_length: int = 0  # most tokens of one query + document pair; 0: not known
+    source: str = ""  # local models: "bundled (...)", "dir <folder>", "hub <repo>@<commit>"
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderCall:
     """One request to one provider model, for one slice of the caller's documents.
 
@@ -87,6 +96,10 @@ class Provider(abc.ABC):
     def models(self) -> Sequence[str]:
         """Model names this provider serves under their own name (ListModels, direct routing)."""
         return ()
+
+    def describe(self, model: str) -> ModelDescription:
+        """Family, max length and source of `model` (hosted: the pair limit where it is known)."""
+        return ModelDescription(max_length=self.capabilities(model).max_tokens or 0)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load and warm up; the server reports SERVING only after every provider started."""

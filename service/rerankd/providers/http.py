@@ -118,7 +118,7 @@ def map_http_status(
         return errors.InvalidArgument(text, provider=provider, reason="PROVIDER_INVALID_ARGUMENT")
     if status >= 500:
         return errors.Unavailable(text, retry_after=retry_after_seconds(headers), provider=provider)
-    return errors.Internal(f"{provider}: unexpected HTTP {status}", provider=provider)
+    return errors.BadResponse(f"{provider}: unexpected HTTP {status}", provider=provider)
 
 
 class HttpClient:
@@ -287,7 +287,7 @@ class HttpProvider(Provider):
         return self.answer(call, await self.http.send(self.name, self.build_request(call), call.timeout))
 
     def answer(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
-        """The result of `reply`: parsed when 2xx, else the mapped error; what fails to parse is Internal."""
+        """`reply` parsed when 2xx, else the mapped error; what fails to parse is BadResponse."""
         if not 200 <= reply.status < 300:
             raise self.map_error(reply)
         try:
@@ -295,7 +295,7 @@ class HttpProvider(Provider):
         except errors.RerankError:
             raise
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise errors.Internal(
+            raise errors.BadResponse(
                 f"{self.name}: could not parse the provider's answer ({type(exc).__name__})",
                 provider=self.name,
             ) from None
@@ -313,6 +313,6 @@ def check_indices(provider: str, scores: list[tuple[int, float]], count: int) ->
     """Refuse an answer that points outside the documents sent (a provider bug, not ours)."""
     for index, score in scores:
         if not 0 <= index < count or not math.isfinite(score):
-            raise errors.Internal(
+            raise errors.BadResponse(
                 f"{provider}: answer has an invalid result (index {index})", provider=provider
             )

@@ -34,13 +34,12 @@ def top_n(call: ProviderCall) -> int | None:
     return None if call.top_n is None else min(call.top_n, len(call.documents))
 
 
-def unsupported(provider: str, field: str, why: str) -> errors.InvalidArgument:
+def unsupported(provider: str, field: str, why: str) -> errors.UnsupportedByProvider:
     """An honest refusal of a unified request field this provider cannot honour."""
-    return errors.InvalidArgument(
+    return errors.UnsupportedByProvider(
         f"{field}: not supported by {provider}: {why}",
         field_violations=[(field, f"not supported by {provider}: {why}")],
         provider=provider,
-        reason="UNSUPPORTED_BY_PROVIDER",
     )
 
 
@@ -57,9 +56,9 @@ def with_parameters(
 def scores(
     provider: str, items: Any, count: int, score_key: str = "relevance_score", index_key: str = "index"
 ) -> list[Scored]:
-    """[{<index_key>, <score_key>}, ...] as Scored, in the provider's order; anything odd is Internal."""
+    """[{<index_key>, <score_key>}, ...] as Scored, in the provider's order; anything odd is BadResponse."""
     if not isinstance(items, list):
-        raise errors.Internal(f"{provider}: answer has no result list", provider=provider)
+        raise errors.BadResponse(f"{provider}: answer has no result list", provider=provider)
     # What JSON parsers give for a well-formed answer, checked a column at a time (about a third of
     # the per-item loop's cost); anything else takes the careful path, which names the fault.
     try:
@@ -82,7 +81,7 @@ def scores(
 def _scores_checked(
     provider: str, items: list[Any], count: int, score_key: str, index_key: str = "index"
 ) -> list[Scored]:
-    """`scores`, one item at a time: the first malformed item raises Internal."""
+    """`scores`, one item at a time: the first malformed item raises BadResponse."""
     pairs: list[tuple[int, float]] = []
     for item in items:
         index = item.get(index_key) if isinstance(item, dict) else None
@@ -90,19 +89,21 @@ def _scores_checked(
         try:
             if not (isinstance(index, int) and _is_number(index) and _is_number(score)):
                 raise OverflowError
-            pairs.append((index, float(score)))
+            pairs.append((index, float(score)))  # type: ignore[arg-type]  # _is_number checked it
         except OverflowError:  # not a number, or one past float's range
-            raise errors.Internal(f"{provider}: answer has a malformed result", provider=provider) from None
+            raise errors.BadResponse(
+                f"{provider}: answer has a malformed result", provider=provider
+            ) from None
     check_indices(provider, pairs, count)
     if len({index for index, _ in pairs}) != len(pairs):
-        raise errors.Internal(f"{provider}: answer scores a document twice", provider=provider)
+        raise errors.BadResponse(f"{provider}: answer scores a document twice", provider=provider)
     return [Scored(index, score) for index, score in pairs]
 
 
 def json_object(provider: str, body: Any) -> dict[str, Any]:
-    """`body` if the provider answered a JSON object; Internal (a provider bug) otherwise."""
+    """`body` if the provider answered a JSON object; BadResponse (a provider bug) otherwise."""
     if not isinstance(body, dict):
-        raise errors.Internal(f"{provider}: answer is not a JSON object", provider=provider)
+        raise errors.BadResponse(f"{provider}: answer is not a JSON object", provider=provider)
     return body
 
 

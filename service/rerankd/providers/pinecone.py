@@ -54,7 +54,7 @@ class PineconeProvider(JsonProvider):
 
     @property
     def api_version(self) -> str:
-        return self.options.api_version  # type: ignore[no-any-return]
+        return str(self.options.api_version)
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(

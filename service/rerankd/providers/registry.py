@@ -13,8 +13,10 @@ from typing import Any
 
 from rerankd import errors
 from rerankd.config import ProviderConfig, ProviderOptions, Settings
+from rerankd.passages import Passages
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
+from rerankd.providers.passages import PassageProvider
 
 REGISTRY: dict[str, str] = {
     "local": "rerankd.local.provider:LocalProvider",
@@ -53,14 +55,23 @@ def provider_class(kind: str) -> Any:
 
 def options_model(kind: str) -> type[ProviderOptions]:
     """The pydantic model `options` of `kind` must fit (an empty one when the kind has none)."""
-    model = getattr(provider_class(kind), "Options", ProviderOptions)
-    return model  # type: ignore[no-any-return]
+    model: type[ProviderOptions] = getattr(provider_class(kind), "Options", ProviderOptions)
+    return model
 
 
 def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> Provider:
-    """Instantiate provider `name` of `config.kind`, complete: nothing is set on it afterwards."""
+    """Instantiate provider `name` of `config.kind`, complete: nothing is set on it afterwards.
+    Hosted kinds come wrapped in a PassageProvider (long documents as passages,
+    rerankd.providers.passages)."""
     try:
         cls = provider_class(config.kind)
     except errors.InvalidArgument as exc:
         raise errors.InvalidArgument(f"provider {name!r}: {exc}") from None
-    return cls.create(name, config, ctx)  # type: ignore[no-any-return]
+    provider: Provider = cls.create(name, config, ctx)
+    if config.kind == "local":  # the embedded model splits with its own tokenizer
+        return provider
+    try:
+        passages = Passages.parse(config.options.passages)
+    except ValueError as exc:
+        raise ValueError(f"provider {name!r}: options.passages {exc}") from None
+    return PassageProvider(provider, passages)

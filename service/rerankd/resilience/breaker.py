@@ -23,20 +23,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rerankd import errors
 from rerankd.config import BreakerConfig
+from rerankd.errors import CircuitOpen
 
 
 class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-class CircuitOpen(errors.Unavailable):
-    """The target's breaker is open: it was skipped without a call."""
-
-    reason = "CIRCUIT_OPEN"
 
 
 @dataclass(frozen=True, slots=True)

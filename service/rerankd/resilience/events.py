@@ -1,7 +1,7 @@
 """Counters of what the resilience layer did, for tests and for a metrics module to read.
 
-The router emits one event per retry, fallback, breaker transition, overload rejection and cache
-lookup. An `EventCounter` keeps a count per (name, labels) and calls every subscribed hook, so a
+The router emits one event per retry, fallback, breaker transition, overload rejection, cache
+lookup and hedge. An `EventCounter` keeps a count per (name, labels) and calls every subscribed hook, so a
 Prometheus module can mirror the counts without the router knowing about Prometheus:
 
     router.events.subscribe(lambda name, labels: COUNTERS[name].labels(**labels).inc())
@@ -13,6 +13,8 @@ Event names and their labels:
     breaker   target, from_state, to_state  a circuit breaker changed state
     overload  scope ("server" | "target"), target    a request was refused past the bounded wait
     cache     route, result ("hit" | "miss")         a response-cache lookup
+    hedge     route, result ("sent" | "won" | "refused")  a hedge sent, a hedge's answer used, or
+              one the route's hedge budget refused (routing/strategies/hedge.py)
 
 Labels can carry a caller's ad-hoc "provider/model" target, so the counts are bounded: past
 _MAX_KEYS distinct (name, labels), further new ones are counted under (name, overflow="true").
@@ -28,7 +30,7 @@ from collections.abc import Callable, Mapping
 _LOG = logging.getLogger("rerankd.resilience")
 
 Hook = Callable[[str, Mapping[str, str]], None]
-EVENT_NAMES = ("retry", "fallback", "breaker", "overload", "cache")
+EVENT_NAMES = ("retry", "fallback", "breaker", "overload", "cache", "hedge")
 _MAX_KEYS = 10_000
 
 

@@ -11,15 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rerankd import errors
+from rerankd.errors import Overloaded
 
 _MIN_RETRY_AFTER_S = 0.1
-
-
-class Overloaded(errors.ResourceExhausted):
-    """Our own concurrency limit is full (not a provider's rate limit)."""
-
-    reason = "OVERLOADED"
 
 
 class ConcurrencyLimit:

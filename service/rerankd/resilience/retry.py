@@ -3,10 +3,12 @@
 Every failure of one attempt at one target has one of three dispositions:
 
     RETRY     the target may answer next time (429, 5xx, connection errors, attempt timeouts, a
-              garbled answer): try it again after a back-off, then fall over to the next target
-    FAILOVER  this target cannot serve now, but another may (circuit open, our own concurrency
-              limit for it is full, the provider refused our credentials, the provider's adapter
-              cannot honour a request field): next target at once
+              garbled answer: every class with `retryable`): try it again after a back-off, then
+              fall over to the next target
+    FAILOVER  this target cannot serve now, but another may (CircuitOpen, Overloaded: our own
+              concurrency limit for it is full, ProviderMisconfigured: the provider refused our
+              credentials, UnsupportedByProvider: its adapter cannot honour a request field):
+              next target at once
     FATAL     the request itself is wrong (INVALID_ARGUMENT and the like): returned at once,
               neither retried nor failed over
 
@@ -24,11 +26,8 @@ import random
 
 from rerankd import errors
 from rerankd.config import RetryConfig
-from rerankd.resilience.breaker import CircuitOpen
-from rerankd.resilience.limits import Overloaded
 
 MIN_ATTEMPT_S = 0.005  # less time than this left: no attempt can succeed, so none is started
-UNSUPPORTED_BY_PROVIDER = "UNSUPPORTED_BY_PROVIDER"  # reason of providers.jsonwire.unsupported()
 
 
 class Disposition(enum.Enum):
@@ -39,29 +38,19 @@ class Disposition(enum.Enum):
     FATAL = "fatal"
 
 
-class BadResponse(errors.Unavailable):
-    """The provider answered something we cannot use (malformed JSON, impossible indices).
-
-    A gateway that gets a broken answer from upstream reports it as HTTP 502 Bad Gateway; in gRPC
-    that is UNAVAILABLE: retryable, since the next answer (or the next target's) may be fine.
-    """
-
-    reason = "PROVIDER_BAD_RESPONSE"
-
-
-def normalise(err: errors.RerankError) -> errors.RerankError:
-    """`err` as the router reports it: a provider's unusable answer becomes BadResponse."""
-    if type(err) is errors.Internal and err.provider:
-        return BadResponse(err.message, provider=err.provider)
-    return err
+# Classes that say "this target cannot serve now, but another may": next target at once.
+FAILOVER_ERRORS = (
+    errors.CircuitOpen,
+    errors.Overloaded,
+    errors.ProviderMisconfigured,
+    errors.UnsupportedByProvider,
+)
 
 
 def classify(err: errors.RerankError) -> Disposition:
     """The disposition of one failed attempt (see the module docstring)."""
-    if isinstance(err, CircuitOpen | Overloaded | errors.ProviderMisconfigured):
+    if isinstance(err, FAILOVER_ERRORS):
         return Disposition.FAILOVER
-    if isinstance(err, errors.InvalidArgument) and err.reason == UNSUPPORTED_BY_PROVIDER:
-        return Disposition.FAILOVER  # refused before sending: another target may support it
     if err.retryable:
         return Disposition.RETRY
     return Disposition.FATAL
@@ -74,7 +63,7 @@ def breaker_verdict(err: errors.RerankError) -> bool | None:
     provider's 429, the local model's full queue: it is busy, not broken, and Retry-After already
     spaces the calls) say nothing about the target's health.
     """
-    if isinstance(err, CircuitOpen | Overloaded | errors.ResourceExhausted):
+    if isinstance(err, errors.CircuitOpen | errors.ResourceExhausted):
         return None
     if isinstance(err, errors.ProviderMisconfigured) or err.retryable:
         return False

@@ -84,14 +84,28 @@ class RerankRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., top_n: _Optional[int] = ..., return_documents: _Optional[bool] = ..., rank_fields: _Optional[_Iterable[str]] = ..., truncation: _Optional[_Union[Truncation, str]] = ..., max_tokens_per_doc: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RerankResult(_message.Message):
-    __slots__ = ("index", "relevance_score", "document")
+    __slots__ = ("index", "relevance_score", "document", "passage")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_SCORE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    PASSAGE_FIELD_NUMBER: _ClassVar[int]
     index: int
     relevance_score: float
     document: Document
-    def __init__(self, index: _Optional[int] = ..., relevance_score: _Optional[float] = ..., document: _Optional[_Union[Document, _Mapping]] = ...) -> None: ...
+    passage: Passage
+    def __init__(self, index: _Optional[int] = ..., relevance_score: _Optional[float] = ..., document: _Optional[_Union[Document, _Mapping]] = ..., passage: _Optional[_Union[Passage, _Mapping]] = ...) -> None: ...
+
+class Passage(_message.Message):
+    __slots__ = ("start", "end", "index", "count")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    index: int
+    count: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., index: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("search_units", "rerank_units", "total_tokens", "documents")
@@ -106,20 +120,22 @@ class Usage(_message.Message):
     def __init__(self, search_units: _Optional[int] = ..., rerank_units: _Optional[int] = ..., total_tokens: _Optional[int] = ..., documents: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("provider", "model", "outcome", "duration_ms", "attempt", "message")
+    __slots__ = ("provider", "model", "outcome", "duration_ms", "attempt", "message", "hedge")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     outcome: str
     duration_ms: float
     attempt: int
     message: str
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., duration_ms: _Optional[float] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    hedge: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[str] = ..., duration_ms: _Optional[float] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., hedge: _Optional[str] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
     __slots__ = ("id", "model", "provider", "results", "usage", "trace", "attempts")
@@ -242,17 +258,23 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., alias: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ...) -> None: ...
 
 class ModelTarget(_message.Message):
-    __slots__ = ("provider", "kind", "model", "weight", "max_documents", "priority")
+    __slots__ = ("provider", "kind", "model", "weight", "max_documents", "priority", "family", "max_length", "source")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     provider: str
     kind: str
     model: str
     weight: int
     max_documents: int
     priority: int
-    def __init__(self, provider: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., weight: _Optional[int] = ..., max_documents: _Optional[int] = ..., priority: _Optional[int] = ...) -> None: ...
+    family: str
+    max_length: int
+    source: str
+    def __init__(self, provider: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., weight: _Optional[int] = ..., max_documents: _Optional[int] = ..., priority: _Optional[int] = ..., family: _Optional[str] = ..., max_length: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...

@@ -1,6 +1,7 @@
-"""The ASGI app of the HTTP front door: the auth seam, the routes, and the one handler that serves
-a rerank call in any dialect (ids and trace headers, body size limit, client disconnects, access
-log, errors in the dialect's own shape).
+"""The ASGI app of the HTTP front door: the auth seam, the routes (generated from a listener's
+layout, dialects.py), the one handler that serves a rerank call in any dialect (ids and trace
+headers, body size limit, client disconnects, access log, errors in the dialect's own shape), and
+the one that answers a dialect's GET endpoints (TEI's /info and /health).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from starlette.routing import Route
 
 from rerankd import auth, errors, tracing
 from rerankd.api.call import OK
-from rerankd.api.http.base import Dialect
-from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, PINECONE, PORTKEY, TEI
+from rerankd.api.http.base import Dialect, Lookup, Served
+from rerankd.api.http.dialects import SHARED_PORT, Layout
 from rerankd.api.http.headers import lower_headers
 from rerankd.api.http.openapi import openapi_document
 from rerankd.api.pipeline import CallIds, Pipeline, identify
@@ -41,10 +42,11 @@ Authorizer = Callable[[Mapping[str, str]], Awaitable[None]]
 
 
 async def admit_everyone(headers: Mapping[str, str]) -> None:
-    """The authorizer used until auth lands (issue 8): every caller is admitted, no header is read.
+    """The authorizer when authentication is off: every caller is admitted, no header is read.
 
-    Auth plugs in here (Bearer or Api-Key, the same tokens as on gRPC); a refusal raised as
-    errors.Unauthenticated is reported in each dialect's own error shape with status 401.
+    With authentication configured, server.build passes `auth.http_authorizer` instead (Bearer or
+    Api-Key, the same tokens as on gRPC); a refusal raised as errors.Unauthenticated is reported in
+    each dialect's own error shape with status 401.
     """
 
 
@@ -59,56 +61,86 @@ def _wants_portkey(headers: Mapping[str, str]) -> bool:
     return any(name.startswith("x-portkey-") for name in headers)
 
 
+def _always_ready() -> bool:
+    return True
+
+
 class RerankHttpApi:
-    """The ASGI app's endpoints over one Pipeline."""
+    """The ASGI app's endpoints over one Pipeline, for one listener's layout (dialects.py)."""
 
     def __init__(
-        self, pipeline: Pipeline, settings: Settings, *, authorize: Authorizer = admit_everyone
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        *,
+        authorize: Authorizer = admit_everyone,
+        ready: Callable[[], bool] = _always_ready,
+        layout: Layout = SHARED_PORT,
     ) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.authorize = authorize
+        self.served = Served(pipeline, ready)
+        self.layout = layout
         self.max_body_bytes = settings.max_receive_message_bytes
-        self.openapi = openapi_document()
+        self.openapi = openapi_document(layout)
         self._openapi_bytes = _dumps(self.openapi)
 
     def app(self) -> Starlette:
-        routes = [
-            Route("/v1/rerank", self._cohere_v1, methods=["POST"]),
-            Route("/v2/rerank", self._cohere_v2, methods=["POST"]),
-            Route("/portkey/v1/rerank", self._portkey, methods=["POST"]),
-            Route("/rerank", self._pinecone, methods=["POST"]),
-            Route("/tei/rerank", self._tei, methods=["POST"]),
-            Route("/openapi.json", self._openapi, methods=["GET"]),
-        ]
+        routes = []
+        for dialect, prefix in self.layout:
+            routes.append(Route(prefix + dialect.path, self._rerank_endpoint(dialect), methods=["POST"]))
+            for lookup in dialect.lookups:
+                endpoint = self._lookup_endpoint(dialect, lookup)
+                routes.append(Route(prefix + lookup.path, endpoint, methods=["GET"]))
+        routes.append(Route("/openapi.json", self._openapi, methods=["GET"]))
         return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
 
-    async def _cohere_v1(self, request: Request) -> Response:
-        dialect = PORTKEY if _wants_portkey(request.headers) else COHERE_V1
-        return await self.handle(request, dialect)
+    def _rerank_endpoint(self, dialect: Dialect[Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def rerank(request: Request) -> Response:
+            return await self.handle(request, dialect)
 
-    async def _cohere_v2(self, request: Request) -> Response:
-        dialect = PORTKEY if _wants_portkey(request.headers) else COHERE_V2
-        return await self.handle(request, dialect)
+        return rerank
 
-    async def _portkey(self, request: Request) -> Response:
-        return await self.handle(request, PORTKEY, portkey=True)
+    def _lookup_endpoint(
+        self, dialect: Dialect[Any], lookup: Lookup
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def look(request: Request) -> Response:
+            return await self.look_up(request, dialect, lookup)
 
-    async def _pinecone(self, request: Request) -> Response:
-        return await self.handle(request, PINECONE)
-
-    async def _tei(self, request: Request) -> Response:
-        return await self.handle(request, TEI)
+        return look
 
     async def _openapi(self, request: Request) -> Response:
         return Response(self._openapi_bytes, media_type="application/json")
 
-    async def handle(self, request: Request, dialect: Dialect[Any], *, portkey: bool = False) -> Response:
-        """Serve one rerank call in `dialect`; every outcome is answered in that dialect's shape,
-        and the call's record (api/call.py) ends once with the true status."""
-        headers = lower_headers(request.scope)  # one pass: dict(request.headers) is quadratic
+    async def look_up(self, request: Request, dialect: Dialect[Any], lookup: Lookup) -> Response:
+        """Answer one of `dialect`'s GET endpoints; errors in its shape, ids as on every answer."""
+        headers = lower_headers(request.scope)
         ids = identify("", TraceContext(), headers)
-        out_headers = _id_headers(ids, headers, portkey or _wants_portkey(headers))
+        out_headers = _id_headers(ids, headers, dialect.portkey_ids)
+        try:
+            if not lookup.public:
+                await self.authorize(headers)
+            status, payload = lookup.serve(self.served)
+        except errors.RerankError as exc:
+            status, payload = dialect.error(dialect.presented(exc))
+            if exc.retry_after is not None:
+                out_headers["retry-after"] = str(max(math.ceil(exc.retry_after), 0))
+        except Exception:
+            _LOG.exception("unexpected error in GET %s (request id %s)", request.url.path, ids.request_id)
+            status, payload = dialect.error(errors.internal_for(ids.request_id))
+        if payload is None:
+            return Response(status_code=status, headers=out_headers)
+        return _json(status, payload, out_headers)
+
+    async def handle(self, request: Request, dialect: Dialect[Any]) -> Response:
+        """Serve one rerank call on `dialect`'s path (in the variant its headers choose); every
+        outcome is answered in that dialect's shape, and the call's record (api/call.py) ends once
+        with the true status."""
+        headers = lower_headers(request.scope)  # one pass: dict(request.headers) is quadratic
+        dialect = dialect.variant(headers)
+        ids = identify("", TraceContext(), headers)
+        out_headers = _id_headers(ids, headers, dialect.portkey_ids or _wants_portkey(headers))
         call = self.pipeline.open(f"http/{dialect.name}", ids, "")
         try:
             await self.authorize(headers)
@@ -223,7 +255,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    pipeline: Pipeline, settings: Settings, *, authorize: Authorizer = admit_everyone
+    pipeline: Pipeline,
+    settings: Settings,
+    *,
+    authorize: Authorizer = admit_everyone,
+    ready: Callable[[], bool] = _always_ready,
+    layout: Layout = SHARED_PORT,
 ) -> Starlette:
-    """The ASGI app of the HTTP front door."""
-    return RerankHttpApi(pipeline, settings, authorize=authorize).app()
+    """The ASGI app of one listener of the HTTP front door: `layout`'s dialects (dialects.py),
+    `ready` telling TEI's /health whether the server is ready."""
+    return RerankHttpApi(pipeline, settings, authorize=authorize, ready=ready, layout=layout).app()

@@ -1,19 +1,25 @@
-"""The Dialect contract (parse a body, build the RerankQuery, render the answer and errors) and the
-helpers the dialects share: JSON documents to domain Documents, billing units, and pydantic
-validation errors turned into field violations.
+"""The Dialect contract (where it is served and with which body models; parse a body, build the
+RerankQuery, render the answer and errors) and the helpers the dialects share: JSON documents to
+domain Documents, billing units, and pydantic validation errors turned into field violations.
+
+A dialect declares its endpoints once, as class attributes: its rerank call's own path (the
+vendor's), the prefix it takes on the shared HTTP port when that path is another dialect's, its
+request, answer and error models, and any GET endpoints besides (`Lookup`: TEI's /info and
+/health). The app's routes (app.py) and /openapi.json (openapi.py) are both generated from them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from rerankd import errors
 from rerankd.api.pipeline import CallIds, Pipeline
-from rerankd.domain import Document, Ranked, RerankQuery, Usage
+from rerankd.domain import Document, Passage, Ranked, RerankQuery, Usage
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -45,6 +51,11 @@ def echoed(item: str | dict[str, Any]) -> dict[str, Any]:
     return {"text": item} if isinstance(item, str) else item
 
 
+def passage_json(passage: Passage) -> dict[str, int]:
+    """The winning passage as results carry it (rerankd's extra field; docs/http-api.md)."""
+    return {"start": passage.start, "end": passage.end, "index": passage.index, "count": passage.count}
+
+
 def search_units(usage: Usage) -> int:
     """Units of one query over up to 100 documents: Cohere's search units, Pinecone's rerank units."""
     return usage.search_units or usage.rerank_units
@@ -56,12 +67,51 @@ def _violations_message(violations: Sequence[tuple[str, str]], shown: int = 5) -
     return "; ".join(parts) + more
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a dialect's GET endpoints may read: the pipeline (router, settings) and whether the
+    server is ready (every provider started, not draining)."""
+
+    pipeline: Pipeline
+    ready: Callable[[], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A GET endpoint of a dialect besides its rerank call (TEI's /info and /health)."""
+
+    path: str  # the dialect's own path, as `Dialect.path`
+    operation_id: str
+    summary: str
+    answer: type[BaseModel] | None  # the 200 body's model; None: an empty 200
+    error: type[BaseModel]  # the body of a non-200 answer (a RerankError raised by `serve`)
+    serve: Callable[[Served], tuple[int, Any]]  # (status, JSON body, or None for an empty body)
+    public: bool = False  # True: answered without authentication (health checks)
+
+
 class Dialect(Generic[BodyT]):
-    """One wire format: parse its body, build the query, render the answer and errors."""
+    """One wire format: where it is served, its body models; parse its body, build the query,
+    render the answer and errors."""
 
     name: ClassVar[str]
-    body: type[BodyT]
+    path: ClassVar[str]  # its rerank call's own path (the vendor's): POST
+    prefix: ClassVar[str] = ""  # before `path` on the shared HTTP port, when that path is another's
+    operation_id: ClassVar[str]  # /openapi.json's name for the rerank call
+    summary: ClassVar[str]
+    body: type[BodyT]  # the request
+    answer: ClassVar[type[BaseModel]]  # the 200 body
+    error_body: ClassVar[type[BaseModel]]  # every other answer's body
+    lookups: ClassVar[tuple[Lookup, ...]] = ()
+    portkey_ids: ClassVar[bool] = False  # answers echo x-portkey-trace-id even with no x-portkey-* header
     field_aliases: ClassVar[Mapping[str, str]] = {}
+
+    def variant(self, headers: Mapping[str, str]) -> Dialect[Any]:
+        """The dialect a request on this dialect's path speaks, by its (lower-cased) headers."""
+        return self
+
+    def variants(self) -> tuple[tuple[str, Dialect[Any]], ...]:
+        """(when, dialect) for every other dialect `variant` may choose (for /openapi.json)."""
+        return ()
 
     def parse(self, raw: bytes) -> BodyT:
         try:

@@ -116,10 +116,20 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PassageOut(_Out):
+    """rerankd's extra field on a result scored as passages: the window that won (code points)."""
+
+    start: int
+    end: int
+    index: int
+    count: int
+
+
 class CohereResult(_Out):
     index: int
     relevance_score: float
     document: dict[str, Any] | None = None
+    passage: PassageOut | None = None
 
 
 class CohereApiVersion(_Out):
@@ -179,6 +189,7 @@ class PineconeRanked(_Out):
     index: int
     score: float
     document: dict[str, Any] | None = None
+    passage: PassageOut | None = None
 
 
 class PineconeUsage(_Out):
@@ -215,3 +226,37 @@ class TeiResponse(RootModel[list[TeiRank]]):
 class TeiError(_Out):
     error: str
     error_type: str
+
+
+class TeiClassifierModel(_Out):
+    """TEI's ClassifierModel: the head's labels (a reranker has one)."""
+
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class TeiModelType(_Out):
+    """TEI's ModelType as rerankd serves it: always a reranker."""
+
+    reranker: TeiClassifierModel
+
+
+class TeiInfo(_Out):
+    """TEI's `GET /info` (router/src/lib.rs `Info`), describing what the `default` route tries first
+    (docs/http-api.md, "TEI on its own paths"); null where rerankd does not know the value."""
+
+    model_id: str
+    model_sha: str | None
+    model_dtype: str
+    served_model_name: str
+    model_type: TeiModelType
+    max_concurrent_requests: int
+    max_input_length: int | None
+    max_batch_tokens: int | None
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int | None
+    version: str
+    sha: str | None
+    docker_label: str | None

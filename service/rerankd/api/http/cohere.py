@@ -1,4 +1,9 @@
-"""The Cohere rerank dialects (v1 and v2) and Portkey's unified shape, which extends Cohere's."""
+"""The Cohere rerank dialects (v1 and v2) and Portkey's unified shape, which extends Cohere's.
+
+Portkey's SDK posts to Cohere's paths with x-portkey-* headers, so a Cohere dialect built with
+`portkey=` hands such requests to it (`variant`); Portkey's own path, `/v1/rerank`, is Cohere v1's,
+so on the shared port Portkey is also served under `/portkey`.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,35 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rerankd import errors
-from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, search_units
-from rerankd.api.http.bodies import CohereV1Request, CohereV2Request, PortkeyRequest
+from rerankd.api.http.base import BodyT, Dialect, as_document, echoed, passage_json, search_units
+from rerankd.api.http.bodies import (
+    CohereError,
+    CohereResponse,
+    CohereV1Request,
+    CohereV2Request,
+    PortkeyError,
+    PortkeyRequest,
+    PortkeyResponse,
+)
 from rerankd.api.pipeline import CallIds
 from rerankd.domain import Ranked, RerankQuery, Truncation
 
 
 class _Cohere(Dialect[BodyT]):
     version: ClassVar[str]
+    answer = CohereResponse
+    error_body = CohereError
+
+    def __init__(self, *, portkey: Dialect[Any] | None = None) -> None:
+        self.portkey = portkey  # speaks requests that carry any x-portkey-* header
+
+    def variant(self, headers: Mapping[str, str]) -> Dialect[Any]:
+        if self.portkey is not None and any(name.startswith("x-portkey-") for name in headers):
+            return self.portkey
+        return self
+
+    def variants(self) -> tuple[tuple[str, Dialect[Any]], ...]:
+        return () if self.portkey is None else (("with any x-portkey-* header", self.portkey),)
 
     def render(self, ranked: Ranked, body: BodyT, ids: CallIds) -> Any:
         documents: list[Any] = body.documents  # type: ignore[attr-defined]
@@ -23,6 +49,8 @@ class _Cohere(Dialect[BodyT]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if echo:
                 result["document"] = echoed(documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         meta: dict[str, Any] = {
             "api_version": {"version": self.version},
@@ -38,6 +66,9 @@ class _Cohere(Dialect[BodyT]):
 
 class CohereV1(_Cohere[CohereV1Request]):
     name = "cohere-v1"
+    path = "/v1/rerank"
+    operation_id = "cohereV1Rerank"
+    summary = "Cohere v1 rerank."
     body = CohereV1Request
     version = "1"
 
@@ -57,6 +88,9 @@ class CohereV1(_Cohere[CohereV1Request]):
 
 class CohereV2(_Cohere[CohereV2Request]):
     name = "cohere-v2"
+    path = "/v2/rerank"
+    operation_id = "cohereV2Rerank"
+    summary = "Cohere v2 rerank."
     body = CohereV2Request
     version = "2"
 
@@ -76,7 +110,14 @@ class CohereV2(_Cohere[CohereV2Request]):
 
 class Portkey(Dialect[PortkeyRequest]):
     name = "portkey"
+    path = "/v1/rerank"
+    prefix = "/portkey"
+    operation_id = "portkeyRerank"
+    summary = "Portkey unified rerank."
     body = PortkeyRequest
+    answer = PortkeyResponse
+    error_body = PortkeyError
+    portkey_ids = True
 
     def to_query(self, body: PortkeyRequest, ids: CallIds, metadata: Mapping[str, str]) -> RerankQuery:
         return RerankQuery(
@@ -100,6 +141,8 @@ class Portkey(Dialect[PortkeyRequest]):
             result: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if body.return_documents:
                 result["document"] = echoed(body.documents[item.index])
+            if item.passage is not None:
+                result["passage"] = passage_json(item.passage)
             results.append(result)
         return {
             "id": ids.request_id,

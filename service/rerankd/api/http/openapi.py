@@ -10,18 +10,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from rerankd import __version__
-from rerankd.api.http.base import Dialect
-from rerankd.api.http.bodies import (
-    CohereError,
-    CohereResponse,
-    PineconeError,
-    PineconeResponse,
-    PortkeyError,
-    PortkeyResponse,
-    TeiError,
-    TeiResponse,
-)
-from rerankd.api.http.dialects import COHERE_V1, COHERE_V2, DIALECTS, PINECONE, PORTKEY, TEI
+from rerankd.api.http.base import Dialect, Lookup
+from rerankd.api.http.dialects import SHARED_PORT, Layout
 
 _TRACE_HEADERS = [
     ("traceparent", "W3C trace context; the server's span becomes its child."),
@@ -43,58 +33,77 @@ _RESPONSE_HEADERS = {
     "x-trace-id": "The trace id (the caller's or a generated one).",
     "x-span-id": "The server's span id in that trace.",
 }
-_OPERATIONS: list[tuple[str, str, Dialect[Any], str, str, str]] = [
-    (
-        "/v1/rerank",
-        "cohereV1Rerank",
-        COHERE_V1,
-        "CohereResponse",
-        "CohereError",
-        "Cohere v1 rerank. With any x-portkey-* header the body and answer are Portkey's "
-        "(PortkeyRequest, PortkeyResponse, PortkeyError).",
-    ),
-    (
-        "/v2/rerank",
-        "cohereV2Rerank",
-        COHERE_V2,
-        "CohereResponse",
-        "CohereError",
-        "Cohere v2 rerank. With any x-portkey-* header the body and answer are Portkey's.",
-    ),
-    (
-        "/portkey/v1/rerank",
-        "portkeyRerank",
-        PORTKEY,
-        "PortkeyResponse",
-        "PortkeyError",
-        "Portkey unified rerank.",
-    ),
-    (
-        "/rerank",
-        "pineconeRerank",
-        PINECONE,
-        "PineconeResponse",
-        "PineconeError",
-        "Pinecone Inference rerank (Api-Key and X-Pinecone-Api-Version headers are accepted).",
-    ),
-    (
-        "/tei/rerank",
-        "teiRerank",
-        TEI,
-        "TeiResponse",
-        "TeiError",
-        "Hugging Face text-embeddings-inference rerank; answers a bare array.",
-    ),
-]
 
 
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 description of the HTTP API, schemas generated from the body models."""
-    models: list[type[BaseModel]] = [d.body for d in DIALECTS]
-    models += [CohereResponse, CohereError, PortkeyResponse, PortkeyError, PineconeResponse, PineconeError]
-    models += [TeiResponse, TeiError]
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+
+
+def _summary(dialect: Dialect[Any]) -> str:
+    variants = dialect.variants()
+    if not variants:
+        return dialect.summary
+    others = "; ".join(
+        f"{when} the body and answer are {v.name}'s ({v.body.__name__}, {v.answer.__name__},"
+        f" {v.error_body.__name__})"
+        for when, v in variants
+    )
+    return f"{dialect.summary} {others[:1].upper()}{others[1:]}."
+
+
+def _rerank(dialect: Dialect[Any], parameters: list[dict[str, Any]], out_headers: dict[str, Any]) -> Any:
+    return {
+        "operationId": dialect.operation_id,
+        "summary": _summary(dialect),
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": _ref(dialect.body)},
+        "responses": {
+            "200": {
+                "description": "Results, best first.",
+                "headers": out_headers,
+                "content": _ref(dialect.answer),
+            },
+            "default": {
+                "description": "An error, in this dialect's shape.",
+                "content": _ref(dialect.error_body),
+            },
+        },
+    }
+
+
+def _lookup(lookup: Lookup, out_headers: dict[str, Any]) -> Any:
+    ok: dict[str, Any] = {"description": lookup.summary, "headers": out_headers}
+    if lookup.answer is not None:
+        ok["content"] = _ref(lookup.answer)
+    return {
+        "operationId": lookup.operation_id,
+        "summary": lookup.summary,
+        "responses": {
+            "200": ok,
+            "default": {"description": "An error, in this dialect's shape.", "content": _ref(lookup.error)},
+        },
+    }
+
+
+def _models(layout: Layout) -> list[type[BaseModel]]:
+    """Every body model the listener's operations name, each once, in a stable order."""
+    found: dict[str, type[BaseModel]] = {}
+    for dialect, _ in layout:
+        for each in (dialect, *(variant for _, variant in dialect.variants())):
+            for model in (each.body, each.answer, each.error_body):
+                found.setdefault(model.__name__, model)
+        for lookup in dialect.lookups:
+            for model in (lookup.answer, lookup.error):
+                if model is not None:
+                    found.setdefault(model.__name__, model)
+    return list(found.values())
+
+
+def openapi_document(layout: Layout = SHARED_PORT) -> dict[str, Any]:
+    """OpenAPI 3.1 description of what one listener serves (dialects.py's table), schemas generated
+    from the body models."""
     _, schema = models_json_schema(
-        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+        [(model, "validation") for model in _models(layout)], ref_template="#/components/schemas/{model}"
     )
     parameters = [
         {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
@@ -104,31 +113,10 @@ def openapi_document() -> dict[str, Any]:
         name: {"description": text, "schema": {"type": "string"}} for name, text in _RESPONSE_HEADERS.items()
     }
     paths: dict[str, Any] = {}
-    for path, operation_id, dialect, ok, error, summary in _OPERATIONS:
-        error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}
-        paths[path] = {
-            "post": {
-                "operationId": operation_id,
-                "summary": summary,
-                "parameters": parameters,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": f"#/components/schemas/{dialect.body.__name__}"}
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "Results, best first.",
-                        "headers": out_headers,
-                        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ok}"}}},
-                    },
-                    "default": {"description": "An error, in this dialect's shape.", "content": error_body},
-                },
-            }
-        }
+    for dialect, prefix in layout:
+        paths[prefix + dialect.path] = {"post": _rerank(dialect, parameters, out_headers)}
+        for lookup in dialect.lookups:
+            paths[prefix + lookup.path] = {"get": _lookup(lookup, out_headers)}
     paths["/openapi.json"] = {
         "get": {
             "operationId": "openapi",
@@ -136,12 +124,13 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
         }
     }
+    names = ", ".join(dialect.name for dialect, _ in layout)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "rerankd HTTP API",
             "version": __version__,
-            "description": "Cohere-, Portkey-, Pinecone- and TEI-compatible rerank endpoints.",
+            "description": f"Rerank endpoints compatible with these dialects: {names}.",
         },
         "paths": paths,
         "components": {"schemas": schema.get("$defs", {})},

@@ -6,15 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from rerankd import errors
-from rerankd.api.http.base import Dialect, as_document, search_units
-from rerankd.api.http.bodies import PineconeRequest
+from rerankd.api.http.base import Dialect, as_document, passage_json, search_units
+from rerankd.api.http.bodies import PineconeError, PineconeRequest, PineconeResponse
 from rerankd.api.pipeline import CallIds
 from rerankd.domain import Ranked, RerankQuery, Truncation
 
 
 class Pinecone(Dialect[PineconeRequest]):
     name = "pinecone"
+    path = "/rerank"
+    operation_id = "pineconeRerank"
+    summary = "Pinecone Inference rerank (Api-Key and X-Pinecone-Api-Version headers are accepted)."
     body = PineconeRequest
+    answer = PineconeResponse
+    error_body = PineconeError
 
     def to_query(self, body: PineconeRequest, ids: CallIds, metadata: Mapping[str, str]) -> RerankQuery:
         parameters = dict(body.parameters or {})
@@ -41,6 +46,8 @@ class Pinecone(Dialect[PineconeRequest]):
             ranked_doc: dict[str, Any] = {"index": item.index, "score": item.score}
             if body.return_documents is not False:
                 ranked_doc["document"] = body.documents[item.index]
+            if item.passage is not None:
+                ranked_doc["passage"] = passage_json(item.passage)
             data.append(ranked_doc)
         return {"model": ranked.model, "data": data, "usage": {"rerank_units": search_units(ranked.usage)}}
 
