@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from rerankd.config import ProviderConfig, Settings, load_settings, unknown_variables
 
 
@@ -101,3 +102,18 @@ def test_every_variable_the_docs_and_manifests_name_is_known() -> None:
     providers = {f"p{i}": {"kind": "cohere", "api_key_env": key} for i, key in enumerate(sorted(keys))}
     assert len(named) > 20
     assert unknown_variables(Settings(providers=providers), dict.fromkeys(named, "1")) == []
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"routes": {"my route": {"targets": [{"provider": "local"}]}}},
+        {"providers": {"co here": {"kind": "cohere"}}},
+        {"providers": {"co": {"kind": "cohere", "models": ["rerank v3.5"]}}},
+        {"routes": {"r": {"targets": [{"provider": "local", "model": "a\tb"}]}}},
+        {"local_model_name": "mini lm"},
+    ],
+)
+def test_names_that_become_metric_labels_hold_no_whitespace(settings: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="whitespace or a control character"):
+        Settings(**settings)

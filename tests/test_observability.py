@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from rerankd import tracing
 from rerankd.logs import JsonFormatter
 from rerankd.v1 import rerank_pb2 as pb
@@ -268,3 +268,64 @@ async def test_access_lines_can_be_turned_off_and_metrics_still_count() -> None:
     assert "serving" in messages  # other lines are unaffected
     ok = _RERANK_CALLS + 'model="hosted",provider="cohere",status="OK"}'
     assert _value(after, ok) == _value(before, ok) + 1
+
+
+async def test_a_provider_that_cannot_be_reached_names_the_failure_on_its_attempt_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on once this block has bound and left it
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    async with running_app(**_cohere_settings(url), local_enabled=False) as app, stub_for(app) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Rerank(_request(model="hosted"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    (attempt,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert attempt.name == "POST" and attempt.attributes["url.full"] == f"{url}/v2/rerank"
+    assert attempt.attributes["error.type"] == "httpx.ConnectError"
+    assert "http.response.status_code" not in attempt.attributes  # no answer came
+    assert attempt.status.status_code is StatusCode.ERROR
+    (server,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert server.attributes["error.type"] == "UNAVAILABLE" and server.status.status_code is StatusCode.ERROR
+
+
+def test_a_failing_child_span_gets_the_errors_code_as_error_type(spans: InMemorySpanExporter) -> None:
+    from rerankd import errors
+
+    with pytest.raises(errors.Internal), tracing.child_span("rerankd.local.inference", {"rerankd.pairs": 1}):
+        raise errors.Internal("local: the model failed")
+    (inference,) = spans.get_finished_spans()
+    assert (
+        inference.attributes["error.type"] == "INTERNAL" and inference.status.status_code is StatusCode.ERROR
+    )
+
+
+async def test_an_attempt_split_into_several_requests_has_one_http_span_per_request(
+    spans: InMemorySpanExporter,
+) -> None:
+    """Passages past a provider's batch: one attempt sends several HTTP requests; each has one span
+    with the HTTP client conventions (the attempt's own, then CLIENT spans under it)."""
+    from tests.fakes.tei import API_KEY, TeiFake
+
+    options = {"max_client_batch_size": 4, "max_input_length": 200, "passages": {"tokens": 128, "stride": 32}}
+    provider = {"kind": "tei", "api_key": API_KEY, "models": ["long"], "options": options}
+    with TeiFake(max_client_batch_size=4, max_input_length=200) as fake:
+        providers = {"tei": {**provider, "base_url": fake.url}}
+        async with running_app(providers=providers, local_enabled=False) as app, stub_for(app) as stub:
+            texts = [f"town {i} is a capital" for i in range(10)]
+            request = pb.RerankRequest(
+                model="long", query="capital", documents=[pb.Document(text=t) for t in texts]
+            )
+            await stub.Rerank(request, timeout=30)
+        sent = len(fake.requests)
+    assert sent == 3  # 10 documents in batches of 4
+    finished = spans.get_finished_spans()
+    (attempt,) = [
+        s for s in finished if s.kind == SpanKind.CLIENT and s.attributes.get("rerankd.attempt") == 1
+    ]
+    requests = [s for s in finished if "http.request.method" in s.attributes]
+    assert len(requests) == sent and all(s.attributes["http.response.status_code"] == 200 for s in requests)
+    assert attempt in requests and all(s.kind == SpanKind.CLIENT and s.name == "POST" for s in requests)
+    assert {s.parent.span_id for s in requests if s is not attempt} == {attempt.context.span_id}

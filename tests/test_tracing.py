@@ -1,10 +1,17 @@
-"""Trace context extraction, precedence and outbound headers."""
+"""Trace context extraction, precedence and outbound headers; the OTEL_* variables, the resource,
+and the semantic conventions' rules (URL redaction, span status)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import grpc
 import httpx
 import pytest
+import rerankd
 from rerankd import tracing
 from rerankd.domain import TraceContext
 from rerankd.v1 import rerank_pb2 as pb
@@ -122,3 +129,147 @@ def test_metadata_depth_is_counted_outside_strings_and_within_the_bound() -> Non
         + "}"
     )
     assert tracing.header_metadata({"x-metadata": nested})["a"].startswith("[[")
+
+
+# -- the standard OTEL_* variables and the semantic conventions (issue 22) -----------------------
+
+_OTEL = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture
+def otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    for name in _OTEL:
+        monkeypatch.delenv(name, raising=False)
+    yield monkeypatch
+    for name in _OTEL:
+        monkeypatch.delenv(name, raising=False)
+    tracing.setup()
+
+
+@pytest.mark.parametrize(
+    ("variables", "records"),
+    [
+        ({}, False),  # nothing configured: ids only, no SDK work
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, True),  # otlp by default with an endpoint
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SDK_DISABLED": "TRUE"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SDK_DISABLED": "false"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),  # the exporter's default endpoint (localhost)
+    ],
+)
+def test_which_variables_turn_recording_on(
+    otel_env: pytest.MonkeyPatch, variables: dict[str, str], records: bool
+) -> None:
+    for name, value in variables.items():
+        otel_env.setenv(name, value)
+    tracing.setup()
+    try:
+        assert tracing.recording() is records
+        # Not ended: nothing is queued for export, so no flush tries the unreachable collector.
+        span = tracing.open_server_span(tracing.server_trace(TraceContext(trace_id=TRACE)), "m", {})
+        assert span.is_recording() is records
+    finally:
+        tracing.setup()
+
+
+def test_the_console_exporter_writes_spans_to_stdout(otel_env: pytest.MonkeyPatch, capfd) -> None:
+    otel_env.setenv("OTEL_TRACES_EXPORTER", "console")
+    tracing.setup()
+    span = tracing.open_server_span(tracing.server_trace(TraceContext(trace_id=TRACE)), "console-span", {})
+    span.end()
+    tracing.shutdown()
+    out = capfd.readouterr().out
+    assert '"name": "console-span"' in out and TRACE in out
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift"),
+    ],
+)
+def test_unsupported_values_are_refused_naming_the_variable(
+    otel_env: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    otel_env.setenv(name, value)
+    otel_env.setenv("OTEL_TRACES_EXPORTER", "otlp" if name != "OTEL_TRACES_EXPORTER" else value)
+    with pytest.raises(ValueError, match=f"^{name}: .*{value}"):
+        tracing.check_environment()
+    with pytest.raises(ValueError, match=f"^{name}: .*{value}"):
+        tracing.setup()
+
+
+def test_serve_refuses_a_bad_otel_variable_in_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RERANKD_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "rerankd.cli", "serve", "--port", "0", "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env | {"OTEL_TRACES_EXPORTER": "jaeger", "RERANKD_METRICS_PORT": "0"},
+    )
+    assert done.returncode == 2, done
+    assert len(done.stderr.splitlines()) == 1 and "OTEL_TRACES_EXPORTER: jaeger unsupported" in done.stderr
+
+
+def test_resource_names_rerankd_unless_the_variables_do(otel_env: pytest.MonkeyPatch) -> None:
+    attributes = tracing.resource().attributes
+    assert attributes["service.name"] == "rerankd" and attributes["service.version"] == rerankd.__version__
+    otel_env.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes,k8s.pod.name=p-1,service.version=9"
+    )
+    attributes = tracing.resource().attributes
+    assert (attributes["service.name"], attributes["service.version"]) == ("from-attributes", "9")
+    assert attributes["k8s.pod.name"] == "p-1"
+    otel_env.setenv("OTEL_SERVICE_NAME", "search-reranker")  # wins over OTEL_RESOURCE_ATTRIBUTES
+    assert tracing.resource().attributes["service.name"] == "search-reranker"
+
+
+def test_provider_urls_lose_credentials_and_query_values() -> None:
+    url = tracing._client_url("https://user:secret@example.test:8443/rerank?api-version=2024&key=sek&flag")
+    assert url == {
+        "server.address": "example.test",
+        "server.port": 8443,
+        "url.full": "https://example.test:8443/rerank?api-version=REDACTED&key=REDACTED&flag",
+    }
+    assert tracing._client_url("https://api.cohere.com/v2/rerank")["server.port"] == 443
+    assert tracing._client_url("http://[::1]:81/x")["url.full"] == "http://[::1]:81/x"
+
+
+def test_server_span_status_follows_each_convention() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    tracing.setup(exporter=exporter)
+    try:
+        cases = [("OK", None), ("INVALID_ARGUMENT", None), ("UNAVAILABLE", None), ("OK", 200)]
+        cases += [("NOT_FOUND", 404), ("INTERNAL", 500), ("CANCELLED", 0)]
+        for status, http_status in cases:
+            span = tracing.open_server_span(tracing.server_trace(TraceContext(trace_id=TRACE)), status, {})
+            tracing.end_server_span(span, status, http_status)
+            span.end()
+    finally:
+        tracing.setup()
+    ended = {
+        (s.name, s.attributes.get("http.response.status_code")): s for s in exporter.get_finished_spans()
+    }
+    errors_ = {key for key, s in ended.items() if s.status.status_code is StatusCode.ERROR}
+    assert errors_ == {("UNAVAILABLE", None), ("INTERNAL", 500)}
+    assert ended[("INVALID_ARGUMENT", None)].attributes["rpc.grpc.status_code"] == 3
+    assert ended[("UNAVAILABLE", None)].attributes["error.type"] == "UNAVAILABLE"
+    assert ended[("INTERNAL", 500)].attributes["error.type"] == "500"
+    assert "http.response.status_code" not in ended[("CANCELLED", None)].attributes  # nothing was sent
+    assert "error.type" not in ended[("NOT_FOUND", 404)].attributes

@@ -276,12 +276,13 @@ def _preflight(settings: Settings) -> None:
     Unknown or ill-typed options were refused already, when the settings were read
     (config.ProviderConfig).
     Nothing is loaded or bound."""
-    from rerankd import auth, tls
+    from rerankd import auth, tls, tracing
     from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
     from rerankd.providers.registry import REGISTRY
 
     auth.Authenticator.from_settings(settings)  # reads the token file (ValueError if it cannot)
     tls.server_credentials(settings)  # reads the certificates (ValueError if it cannot)
+    tracing.check_environment()  # unsupported OTEL_* values (ValueError naming the variable)
     for name, config in settings.providers.items():
         if config.kind not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))

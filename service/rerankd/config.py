@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,18 @@ from rerankd.auth import CALLER_NAME
 
 LOCAL_PROVIDER = "local"
 DEFAULT_ALIAS = "default"
+
+
+_LABEL_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def label_safe(what: str, name: str) -> str:
+    """`name` if it may be a metric label value (rerankd.metrics): no whitespace or control characters."""
+    if _LABEL_UNSAFE.search(name):
+        raise ValueError(
+            f"{what} {name[:64]!r} holds whitespace or a control character (names are metric labels)"
+        )
+    return name
 
 
 class BreakerConfig(BaseModel):
@@ -158,6 +171,11 @@ class ProviderConfig(BaseModel):
             raise ValueError(f"unknown options {unknown} for kind {kind} (known: {known})")
         return model.model_validate(value)
 
+    @field_validator("models")
+    @classmethod
+    def _label_safe_models(cls, value: list[str]) -> list[str]:
+        return [label_safe("model", name) for name in value]
+
     def resolve_api_key(self) -> SecretStr | None:
         """The key from api_key, api_key_env or api_key_file, in that order; None if none is set.
 
@@ -182,6 +200,11 @@ class TargetConfig(BaseModel):
     priority: int = Field(0, ge=0, description="Lower is tried first; higher ones are fallbacks.")
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("provider", "model")
+    @classmethod
+    def _label_safe_names(cls, value: str) -> str:
+        return label_safe("target", value)
 
 
 class FallbackStrategy(BaseModel):
@@ -444,6 +467,18 @@ class Settings(BaseSettings):
                     f"callers: {name[:64]!r} is neither a caller name ({CALLER_NAME.pattern}) nor '*'"
                 )
         return value
+
+    @field_validator("providers", "routes")
+    @classmethod
+    def _label_safe_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            label_safe("name", name)
+        return value
+
+    @field_validator("local_model_name")
+    @classmethod
+    def _label_safe_local_name(cls, value: str) -> str:
+        return label_safe("local_model_name", value)
 
     @model_validator(mode="after")
     def _check_tei_port(self) -> Settings:

@@ -5,19 +5,46 @@ bounded: methods, status code names, configured model/provider names, outcomes. 
 never becomes a label: a name a route answers through its `match` patterns (the drop-in names:
 `rerank-v3.5`) is counted under that route's name, another unknown model name as "unknown", and a
 target the configuration does not name (a caller's ad-hoc "provider/model") as model or target
-"other", so a caller inventing names cannot add series.
+"other", so a caller inventing names cannot add series. Every label value is free of spaces
+(methods are `rerankd.v1.RerankService/Rerank` or `http/<dialect>`; configured names are checked by
+config).
+
+The registry also carries prometheus_client's process, platform and GC collectors (`process_*`,
+`python_info`, `python_gc_*`) and `rerankd_build_info` (value 1; the versions as labels). No
+`*_created` series: they double the sample count for a value Prometheus does not use.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import platform
 from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import grpc
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.metrics import MetricWrapperBase
 
+import rerankd
+
+# Process-wide in prometheus_client (it reads the switch when a scrape collects), and rerankd owns
+# its process; PROMETHEUS_DISABLE_CREATED_SERIES would do the same from the environment.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 CALLS = Counter(
@@ -90,6 +117,18 @@ LOCAL_QUEUE_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+LOCAL_QUEUED = Gauge(
+    "rerankd_local_queue_pairs",
+    "Pairs waiting in a local model's scheduler (admitted, not yet scored), by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
+LOCAL_QUEUE_CAPACITY = Gauge(
+    "rerankd_local_queue_capacity_pairs",
+    "A local model's queue bound (max_queued_pairs): past it, RESOURCE_EXHAUSTED; by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
 
 # Security (rerankd.api.grpc_guard, rerankd.ratelimit). Caller names come from the token file or
 # client certificates signed by the configured CA, so they are a bounded label.
@@ -119,6 +158,28 @@ RATE_LIMITED = Counter(
     registry=REGISTRY,
 )
 
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+BUILD_INFO = Gauge(
+    "rerankd_build_info",
+    "Always 1; the labels say which rerankd and which runtime libraries serve.",
+    ["version", "python", "grpc", "protobuf", "onnxruntime", "opentelemetry_sdk"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(
+    rerankd.__version__,
+    platform.python_version(),
+    grpc.__version__,
+    _version("protobuf"),
+    _version("onnxruntime"),  # "none" in a client-only or hosted-only install
+    _version("opentelemetry-sdk"),
+).set(1)
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 _CHILDREN: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import os
 import random
 import re
+import sys
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from rerankd import errors
 from rerankd.domain import TraceContext
@@ -206,28 +210,98 @@ _tracer: otel.Tracer | None = None
 _recording = False
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
+EXPORTERS = ("otlp", "console", "none")
+PROTOCOLS = ("http/protobuf", "grpc")
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def _exporter_names() -> list[str]:
+    """OTEL_TRACES_EXPORTER (a comma-separated list). Unset means otlp when an OTLP endpoint
+    variable is set and none otherwise, so an unconfigured server does no tracing work."""
+    names = [n.strip().lower() for n in _env("OTEL_TRACES_EXPORTER").split(",") if n.strip()]
+    if not names:
+        endpoint = any(_env(f"OTEL_EXPORTER_OTLP{kind}_ENDPOINT") for kind in ("", "_TRACES"))
+        names = ["otlp"] if endpoint else []
+    unknown = sorted(set(names) - set(EXPORTERS))
+    if unknown:
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER: {', '.join(unknown)} unsupported (use {', '.join(EXPORTERS)})"
+        )
+    return [] if "none" in names else names
+
+
+def _otlp_protocol() -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."""
+    variable = next(
+        (v for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") if _env(v)), ""
+    )
+    protocol = _env(variable).lower() if variable else "http/protobuf"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{variable}: {protocol!r} unsupported (use {' or '.join(PROTOCOLS)})")
+    return protocol
+
+
+def check_environment() -> None:
+    """Refuse unsupported OTEL_* values (ValueError naming the variable) without building anything:
+    the CLI's preflight, so a bad value is one line before any port is bound."""
+    if _env("OTEL_SDK_DISABLED").lower() != "true" and "otlp" in _exporter_names():
+        _otlp_protocol()
+
+
+def _exporters() -> list[SpanExporter]:
+    """The span exporters the standard variables ask for; the OTLP exporters read the endpoint,
+    headers, timeout, compression and certificates (OTEL_EXPORTER_OTLP_*) themselves."""
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names():
+        if name == "otlp" and _otlp_protocol() == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            exporters.append(Grpc())
+        elif name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            exporters.append(Http())
+        else:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter(out=sys.stdout))  # stdout now, not at import
+    return exporters
+
+
+def resource(service_name: str = "rerankd") -> Resource:
+    """service.name and service.version of rerankd unless OTEL_SERVICE_NAME or
+    OTEL_RESOURCE_ATTRIBUTES set them; the rest of OTEL_RESOURCE_ATTRIBUTES as given."""
+    from opentelemetry.sdk.resources import OTELResourceDetector
+
+    from rerankd import __version__
+
+    given = OTELResourceDetector().detect().attributes
+    defaults = {"service.name": service_name, "service.version": __version__}
+    return Resource.create({k: v for k, v in defaults.items() if k not in given})
+
 
 def setup(exporter: SpanExporter | None = None, service_name: str = "rerankd") -> TracerProvider:
-    """Install rerankd's tracer. OTLP export when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (the
-    standard OTEL_* variables configure it); `exporter` (tests) replaces that; otherwise spans are
+    """Install rerankd's tracer from the standard OTEL_* variables (OTEL_SDK_DISABLED,
+    OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES);
+    `exporter` (tests) replaces what they ask for. With no exporter, or the SDK disabled, spans are
     ids only (`_recording` is off): their ids are propagated, nothing is recorded or exported.
     """
     global _provider, _tracer, _recording
     if _provider is not None:
         _provider.shutdown()
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource, id_generator=_PresetIds())
-    processor: SpanProcessor | None = None
-    if exporter is not None:
-        processor = SimpleSpanProcessor(exporter)
-    elif any(os.environ.get(f"OTEL_EXPORTER_OTLP{kind}_ENDPOINT") for kind in ("", "_TRACES")):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        processor = BatchSpanProcessor(OTLPSpanExporter())
-    if processor is not None:
+    disabled = _env("OTEL_SDK_DISABLED").lower() == "true"
+    exporters = [] if disabled else [exporter] if exporter is not None else _exporters()
+    provider = TracerProvider(resource=resource(service_name), id_generator=_PresetIds())
+    for chosen in exporters:
+        processor: SpanProcessor = (
+            SimpleSpanProcessor(chosen) if chosen is exporter else BatchSpanProcessor(chosen)
+        )
         provider.add_span_processor(processor)
     _provider, _tracer = provider, provider.get_tracer("rerankd")
-    _recording = processor is not None
+    _recording = bool(exporters)
     return provider
 
 
@@ -307,7 +381,147 @@ def child_span(
     with tracer().start_as_current_span(
         name, kind=kind, attributes=dict(attributes), record_exception=False
     ) as span:
+        try:
+            yield span
+        except errors.RerankError as exc:  # status ERROR comes from the SDK; error.type from here
+            if "error.type" not in (getattr(span, "attributes", None) or {}):
+                span.set_attribute("error.type", exc.code.name)
+            raise
+
+
+# -- Semantic conventions -----------------------------------------------------------------------
+# OpenTelemetry's: RPC/gRPC server spans (rpc.system, rpc.service, rpc.method, rpc.grpc.status_code
+# as instrumentations of semconv <= 1.37 emit them, plus the newer string rpc.response.status_code),
+# HTTP server and client spans (stable since semconv 1.23), error.type. Only called while recording.
+
+# gRPC codes that make a SERVER span an error (semconv rpc/grpc.md); a CLIENT span errs on any but OK.
+GRPC_SERVER_ERRORS = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+_HTTP_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+
+
+def grpc_server_attributes(full_method: str) -> dict[str, Any]:
+    """`rerankd.v1.RerankService/Rerank` -> rpc.system, rpc.service, rpc.method."""
+    service, _, method = full_method.rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+
+
+def http_server_attributes(
+    scope: Mapping[str, Any], headers: Mapping[str, str], route: str
+) -> dict[str, Any]:
+    """The HTTP server span's attributes from an ASGI request: method, route, path, scheme, the
+    Host the caller used, protocol version, user agent, client address (no query, no header values
+    beyond those)."""
+    method = scope.get("method", "")
+    attributes: dict[str, Any] = {
+        "http.request.method": method if method in _HTTP_METHODS else "_OTHER",
+        "http.route": route,
+        "url.path": scope.get("path", ""),
+        "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
+    }
+    if method not in _HTTP_METHODS:
+        attributes["http.request.method_original"] = method
+    host, port = _host_port(headers.get("host", ""))
+    if host:
+        attributes["server.address"] = host
+        if port is not None:
+            attributes["server.port"] = port
+    if headers.get("user-agent"):
+        attributes["user_agent.original"] = headers["user-agent"]
+    client = scope.get("client")
+    if client:
+        attributes["client.address"], attributes["client.port"] = client[0], int(client[1])
+    return attributes
+
+
+def _host_port(authority: str) -> tuple[str, int | None]:
+    """`host:port`, `host`, `[::1]:8080` or `[::1]` -> (host, port or None)."""
+    host, sep, port = authority.rpartition(":")
+    if not sep or not port.isdigit() or (host.startswith("[") != host.endswith("]")):
+        return authority.strip("[]"), None
+    return host.strip("[]"), int(port)
+
+
+def end_server_span(span: otel.Span, status: str, http_status: int | None) -> None:
+    """The call's outcome on its server span: gRPC (`http_status` None) or HTTP (0: no response
+    was sent, the caller had gone). Status ERROR only for the server-side failures of each
+    convention: gRPC's GRPC_SERVER_ERRORS, HTTP 5xx; error.type names them."""
+    if http_status is None:
+        span.set_attribute("rpc.grpc.status_code", grpc.StatusCode[status].value[0])
+        span.set_attribute("rpc.response.status_code", status)
+        if status in GRPC_SERVER_ERRORS:
+            span.set_attribute("error.type", status)
+            span.set_status(Status(StatusCode.ERROR))
+        return
+    if http_status:
+        span.set_attribute("http.response.status_code", http_status)
+    if http_status >= 500:
+        span.set_attribute("error.type", str(http_status))
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def end_attempt_span(span: otel.Span, outcome: str) -> None:
+    """A provider attempt's outcome (a gRPC status name): ERROR unless OK, with error.type (the
+    HTTP status or transport failure the HTTP layer set, else the outcome)."""
+    span.set_attribute("rerankd.outcome", outcome)
+    if outcome != "OK":
+        if "error.type" not in (getattr(span, "attributes", None) or {}):
+            span.set_attribute("error.type", outcome)
+        span.set_status(Status(StatusCode.ERROR, outcome))
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_url(url: str) -> dict[str, Any]:
+    """server.address, server.port and url.full of a provider URL: no credentials in the authority,
+    every query value REDACTED (keys kept: `?api-version=REDACTED`)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(
+        f"{key}=REDACTED" if value else key
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    full = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return {"server.address": host, "server.port": port, "url.full": full}
+
+
+@contextlib.contextmanager
+def http_client_span(method: str, url: str) -> Iterator[otel.Span]:
+    """The span of one provider HTTP request, with the HTTP client conventions (named by the
+    method): the current attempt span, or, when that one already describes an earlier request of
+    the same attempt (a provider call split into several, e.g. passages past the provider's batch),
+    a CLIENT span of its own under it, so that each request has one span."""
+    known = method if method in _HTTP_METHODS else ""
+    attributes = {"http.request.method": known or "_OTHER", **_client_url(url)}
+    current = otel.get_current_span()
+    if "http.request.method" not in (getattr(current, "attributes", None) or {}):
+        current.update_name(known or "HTTP")
+        current.set_attributes(attributes)
+        yield current
+        return
+    with tracer().start_as_current_span(
+        known or "HTTP", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+    ) as span:
         yield span
+
+
+def http_client_response(status: int) -> None:
+    """The answer's status on the current request span (4xx and 5xx are errors of a CLIENT span)."""
+    span = otel.get_current_span()
+    span.set_attribute("http.response.status_code", status)
+    if status >= 400:
+        span.set_attribute("error.type", str(status))
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def http_client_failure(kind: type[BaseException]) -> None:
+    """No answer (connection refused, reset, timed out): error.type is the exception's class."""
+    otel.get_current_span().set_attribute("error.type", f"{kind.__module__}.{kind.__qualname__}")
 
 
 def inject(headers: Mapping[str, str], span: otel.Span) -> dict[str, str]:

@@ -24,6 +24,10 @@ K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OVERLAYS = ("standalone", "sidecar")
+# Applied next to an overlay where the Prometheus Operator runs: objects of its CRDs, which
+# kubernetes-validate has no schema for (tests/deploy/test_manifests.py checks them itself).
+COMPONENTS = ("monitoring",)
+OPERATOR_API = "monitoring.coreos.com/v1"
 # Files that are YAML but deliberately not part of any kustomization (see base/kustomization.yaml).
 TEMPLATES = frozenset({K8S / "base" / "secret-template.yaml"})
 KUSTOMIZATION_FIELDS = frozenset({"apiVersion", "kind", "resources", "configMapGenerator", "images"})

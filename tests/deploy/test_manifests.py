@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,33 @@ def _k8s_object_files() -> list[Path]:
     ]
 
 
+# The PodMonitor fields deploy/k8s/monitoring may use (monitoring.coreos.com/v1, Prometheus Operator
+# API reference): kubernetes-validate has no schema for the Operator's CRDs, so unknown or misspelt
+# fields are caught here instead.
+_PODMONITOR_SPEC = {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}
+_PODMONITOR_ENDPOINT = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings"}
+
+
+def _validate_operator_object(doc: dict[str, Any]) -> None:
+    assert doc["kind"] == "PodMonitor", f"{doc['kind']}: no check for this Prometheus Operator kind"
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(doc["metadata"]) <= {"name", "labels", "annotations"} and doc["metadata"]["name"]
+    spec = doc["spec"]
+    assert set(spec) <= _PODMONITOR_SPEC, f"unknown PodMonitor fields {set(spec) - _PODMONITOR_SPEC}"
+    assert set(spec["selector"]) <= {"matchLabels", "matchExpressions"} and spec["selector"]
+    for endpoint in spec["podMetricsEndpoints"]:
+        assert set(endpoint) <= _PODMONITOR_ENDPOINT, (
+            f"unknown endpoint fields {set(endpoint) - _PODMONITOR_ENDPOINT}"
+        )
+        assert isinstance(endpoint["port"], str) and endpoint.get("scheme", "http") in {"http", "https"}
+        for duration in ("interval", "scrapeTimeout"):
+            assert re.fullmatch(r"[0-9]+(ms|s|m|h)", endpoint.get(duration, "1s")), duration
+
+
 def _validate(doc: dict[str, Any], version: str) -> None:
+    if doc.get("apiVersion") == df.OPERATOR_API:
+        _validate_operator_object(doc)
+        return
     try:
         kubernetes_validate.validate(doc, version, strict=True)
     except SchemaNotFoundError as exc:  # the CLI only warns; here it is a failure
@@ -154,7 +181,7 @@ def test_every_manifest_is_rendered_or_a_template(rendered: dict[str, list[df.Do
             else:
                 referenced.add(target)
 
-    for overlay in df.OVERLAYS:
+    for overlay in (*df.OVERLAYS, *df.COMPONENTS):
         walk(df.K8S / overlay)
     for path in _k8s_object_files():
         assert (path.resolve() in referenced) != (path in df.TEMPLATES), f"{_rel(path)}: unused or both"
@@ -408,3 +435,44 @@ def test_dockerignore_keeps_exactly_what_the_image_copies() -> None:
     outside = (".venv/bin/python", ".git/HEAD", "tests/support.py", "service/rerankd/__pycache__/x.pyc")
     for excluded in outside:
         assert not df.in_build_context(excluded, rules), excluded
+
+
+# ------------------------------------------------------------------------------------ Prometheus
+def test_pods_are_scraped_by_annotations_and_by_the_podmonitor(rendered: dict[str, list[df.Doc]]) -> None:
+    """Both overlays' pods carry prometheus.io annotations naming the metrics port, and the label the
+    PodMonitor selects; the port it names is rerankd's metrics container port; the scrape timeout
+    fits in the interval."""
+    (monitor,) = df.render_builtin(df.K8S / "monitoring")
+    assert monitor["kind"] == "PodMonitor" and monitor["apiVersion"] == df.OPERATOR_API
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert int(endpoint["scrapeTimeout"].rstrip("s")) < int(endpoint["interval"].rstrip("s"))
+    for overlay in df.OVERLAYS:
+        (_, pod), *_ = df.pod_templates(rendered[overlay])
+        (template,) = [d["spec"]["template"] for d in rendered[overlay] if d.get("kind") == "Deployment"]
+        assert selector.items() <= template["metadata"]["labels"].items(), overlay
+        annotations = template["metadata"]["annotations"]
+        rerankd = next(
+            c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] == "rerankd"
+        )
+        ports = {p["name"]: p["containerPort"] for p in rerankd["ports"]}
+        env = {e["name"]: e.get("value") for e in rerankd["env"]}
+        assert (
+            ports[endpoint["port"]]
+            == int(env["RERANKD_METRICS_PORT"])
+            == int(annotations["prometheus.io/port"])
+        )
+        assert (
+            annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        )
+        assert env["RERANKD_METRICS_HOST"] == "0.0.0.0"  # reachable on the pod IP
+
+
+def test_operator_objects_are_checked_for_unknown_fields() -> None:
+    (monitor,) = df.render_builtin(df.K8S / "monitoring")
+    misspelt = copy.deepcopy(monitor)
+    misspelt["spec"]["podMetricsEndpoints"][0]["intervall"] = "30s"
+    with pytest.raises(AssertionError):
+        _validate_operator_object(misspelt)
+    _validate_operator_object(monitor)

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from rerankd import metrics
 from rerankd.local.files import bundled_model_dir
 from rerankd.local.provider import LocalProvider
 from rerankd.server import App
@@ -123,12 +124,20 @@ async def test_past_the_queue_bound_requests_get_resource_exhausted_with_retry_i
         info = error_details_pb2.RetryInfo()
         retry[0].Unpack(info)
         assert info.retry_delay.ToTimedelta().total_seconds() >= 0.1
+        # What the queue alert reads (deploy/prometheus): the queue's depth, at scrape time, and bound.
+        depth = metrics.REGISTRY.get_sample_value("rerankd_local_queue_pairs", {"provider": "local"})
+        assert depth is not None and 0 < depth <= 30
+        assert (
+            metrics.REGISTRY.get_sample_value("rerankd_local_queue_capacity_pairs", {"provider": "local"})
+            == 8
+        )
         big.cancel()
         with pytest.raises(asyncio.CancelledError):
             await big_task
         await until(lambda: scheduler.queued == 0, timeout=5)
         reply = await stub.Rerank(_request(["one", "two"]), timeout=30)  # room again
         assert len(reply.results) == 2
+        assert metrics.REGISTRY.get_sample_value("rerankd_local_queue_pairs", {"provider": "local"}) == 0
 
 
 async def test_truncation_none_names_the_document_and_max_tokens_per_doc_cuts(

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace as otel
-from opentelemetry.trace import Status, StatusCode
 
 from rerankd import errors, metrics, tracing
 from rerankd.domain import Ranked, TraceContext
@@ -38,6 +37,7 @@ class Call:
         "attempts",
         "caller",
         "documents",
+        "http_status",
         "method",
         "model",
         "provider",
@@ -56,6 +56,7 @@ class Call:
         *,
         caller: str = "",
         access_line: bool = True,
+        span_name: str = "",
         span_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.method = method
@@ -68,11 +69,16 @@ class Call:
         self.provider = ""
         self.attempts = 0
         self.status = ""  # set once, by finish()
+        # The HTTP status the HTTP front door answered (0 until then, and when the caller had
+        # gone); None for gRPC calls. The span's conventions follow it (tracing.end_server_span).
+        self.http_status: int | None = 0 if method.startswith("http/") else None
         self._access_line = access_line
         self._in_flight = metrics.child(metrics.IN_FLIGHT, method)
         self._in_flight.inc()
         self.span: otel.Span = tracing.open_server_span(
-            trace, method, span_attributes if span_attributes is not None else tracing.NO_ATTRIBUTES
+            trace,
+            span_name or method,
+            span_attributes if span_attributes is not None else tracing.NO_ATTRIBUTES,
         )
 
     @property
@@ -116,8 +122,7 @@ class Call:
             if self.provider:
                 span.set_attribute("rerankd.provider", self.provider)
                 span.set_attribute("rerankd.attempts", self.attempts)
-            if status != OK:
-                span.set_status(Status(StatusCode.ERROR, status))
+            tracing.end_server_span(span, status, self.http_status)
         span.end()
         if self._access_line and _ACCESS.isEnabledFor(logging.INFO):
             fields = {

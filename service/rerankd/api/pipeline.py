@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rerankd import auth, authz, tracing
 from rerankd.api.call import Call
@@ -39,6 +39,14 @@ def identify(explicit_request_id: str, message_trace: TraceContext, headers: Map
     return CallIds(request_id, tracing.server_trace(caller))
 
 
+class HttpServerCall(NamedTuple):
+    """What the HTTP front door knows of a request that its server span's conventions need."""
+
+    scope: Mapping[str, Any]  # the ASGI scope: method, scheme, path, http_version, client
+    headers: Mapping[str, str]  # lower-cased
+    route: str  # the matched route (`/v2/rerank`): rerankd's routes have no parameters
+
+
 class Pipeline:
     """Call records, validation, deadline and tracing around Router.rerank, for every front door."""
 
@@ -47,24 +55,40 @@ class Pipeline:
         self.settings = settings
         self.limits = Limits.from_settings(settings)
 
-    def open(self, method: str, ids: CallIds, caller: str, *, model: str = "", documents: int = 0) -> Call:
-        """The record of one call of `method` (a stable label: see api/call.py), opened now."""
-        attributes = (
-            {
-                "rpc.method": method,
-                "rerankd.request_id": ids.request_id,
-                "rerankd.model": model or "default",
-                "rerankd.documents": documents,
-            }
-            if tracing.recording()
-            else None
-        )
+    def open(
+        self,
+        method: str,
+        ids: CallIds,
+        caller: str,
+        *,
+        model: str = "",
+        documents: int = 0,
+        http: HttpServerCall | None = None,
+    ) -> Call:
+        """The record of one call of `method` (a stable label: see api/call.py), opened now. Its
+        server span follows the gRPC conventions (named `method`), or the HTTP ones when the HTTP
+        front door passes `http` (named `POST /v2/rerank`)."""
+        name, attributes = method, None
+        if tracing.recording():
+            if http is None:
+                attributes = tracing.grpc_server_attributes(method)
+            else:
+                name = f"{http.scope.get('method', 'HTTP')} {http.route}"
+                attributes = tracing.http_server_attributes(http.scope, http.headers, http.route)
+            attributes.update(
+                {
+                    "rerankd.request_id": ids.request_id,
+                    "rerankd.model": model or "default",
+                    "rerankd.documents": documents,
+                }
+            )
         call = Call(
             method,
             ids.request_id,
             ids.trace,
             caller=caller,
             access_line=self.settings.access_log_enabled,
+            span_name=name,
             span_attributes=attributes,
         )
         call.model, call.documents = model, documents

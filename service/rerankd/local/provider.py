@@ -266,6 +266,9 @@ class LocalProvider(Provider):
         )
         scheduler.start()
         self._encoder, self._scheduler = encoder, scheduler
+        # Read at scrape time (no cost per call): the queue alert compares the two.
+        metrics.child(metrics.LOCAL_QUEUED, self.name).set_function(lambda: scheduler.queued)
+        metrics.child(metrics.LOCAL_QUEUE_CAPACITY, self.name).set(self.max_queued_pairs)
         self.load_seconds = time.perf_counter() - started
         _LOG.info(
             "local model %s (%s, max length %d, %s) loaded and warmed in %.2fs (%d workers, %s)",
@@ -313,11 +316,11 @@ class LocalProvider(Provider):
                 scheduler.grow(admission, len(pairs) - len(texts))  # each window is a pair to score
             tokens = sum(pair.tokens for pair in pairs)
             metrics.LOCAL_PAIRS.observe(len(pairs))
-            attributes = {
-                "rerankd.model": self.model_name,
-                "rerankd.pairs": len(pairs),
-                "rerankd.tokens": tokens,
-            }
+            attributes = (
+                {"rerankd.model": self.model_name, "rerankd.pairs": len(pairs), "rerankd.tokens": tokens}
+                if tracing.recording()
+                else tracing.NO_ATTRIBUTES
+            )
             with tracing.child_span("rerankd.local.inference", attributes):
                 try:
                     scores = await scheduler.run(admission, pairs, [pair.tokens for pair in pairs])

@@ -24,7 +24,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from rerankd import errors
+from rerankd import errors, tracing
 from rerankd.config import ProviderConfig
 from rerankd.providers.aiohttp_transport import AiohttpTransport, Exchange, HttpxExchange, Timeouts
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
@@ -150,6 +150,15 @@ class HttpClient:
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
+        if tracing.recording():  # the HTTP client conventions on the request's span
+            with tracing.http_client_span(request.method, request.url):
+                reply = await self._exchange(provider, request, limit)
+                tracing.http_client_response(reply.status)
+            return reply
+        return await self._exchange(provider, request, limit)
+
+    async def _exchange(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """The one send path: the exchange, the failure mapped, the answer decoded."""
         started = time.perf_counter()
         try:
             raw = await self._transport.exchange(
@@ -174,6 +183,8 @@ class HttpClient:
 
 def _transport_failure(provider: str, kind: type[httpx.TransportError]) -> errors.RerankError:
     """Timeouts -> DeadlineExceeded, every other transport failure -> Unavailable (retryable)."""
+    if tracing.recording():
+        tracing.http_client_failure(kind)
     if issubclass(kind, httpx.TimeoutException):
         return errors.DeadlineExceeded(f"{provider}: timed out ({kind.__name__})", provider=provider)
     return errors.Unavailable(f"{provider}: connection failed ({kind.__name__})", provider=provider)

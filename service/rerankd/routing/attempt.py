@@ -1,9 +1,10 @@
 """One attempt at one target, and the record of every attempt a request made.
 
-`send_attempt` makes one provider call under its own CLIENT span (the provider sees that span as
-its parent in `traceparent`), inside its timeout, and checks that the answer is one score per
-document asked for. `AttemptLog` is the request's list of attempts (`Ranked.attempts`), one entry
-per call, with a failure's scrubbed message.
+`send_attempt` makes one provider call under its own span (CLIENT for a hosted provider, INTERNAL
+for the embedded model; the provider sees that span as its parent in `traceparent`), inside its
+timeout, and checks that the answer is one score per document asked for. `AttemptLog` is the
+request's list of attempts (`Ranked.attempts`), one entry per call, with a failure's scrubbed
+message.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import operator
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from rerankd import errors, metrics, tracing
 from rerankd.domain import Attempt, Scored
@@ -73,22 +75,25 @@ class AttemptLog:
 
 
 async def send_attempt(target: Target, call: ProviderCall, timeout: float, attempt: int) -> ProviderResult:
-    """One provider call under its own CLIENT span; a timeout is DeadlineExceeded."""
+    """One provider call under its own span, CLIENT for a hosted provider (its HTTP request adds the
+    HTTP client conventions: providers/http.py), INTERNAL for the embedded model; a timeout is
+    DeadlineExceeded."""
     name = target.provider.name
-    attributes = (
-        {
+    remote = target.provider.kind != "local"  # the embedded model: no network call
+    attributes: Mapping[str, Any] = tracing.NO_ATTRIBUTES
+    if tracing.recording():
+        attributes = {
             "rerankd.provider": name,
             "rerankd.provider_kind": target.provider.kind,
             "rerankd.model": target.model,
             "rerankd.documents": len(call.documents),
             "rerankd.attempt": attempt,
+            **({"http.request.resend_count": attempt - 1} if remote and attempt > 1 else {}),
         }
-        if tracing.recording()
-        else tracing.NO_ATTRIBUTES
-    )
     started = time.perf_counter()
     outcome = "OK"
-    with tracing.child_span("rerankd.provider_attempt", attributes, SpanKind.CLIENT) as span:
+    kind = SpanKind.CLIENT if remote else SpanKind.INTERNAL
+    with tracing.child_span("rerankd.provider_attempt", attributes, kind) as span:
         headers = tracing.inject(call.headers, span)
         forwarded = forwarded_metadata(target.provider.forward_metadata, call.metadata)
         if forwarded:
@@ -107,9 +112,8 @@ async def send_attempt(target: Target, call: ProviderCall, timeout: float, attem
             outcome = "CANCELLED"
             raise
         finally:
-            span.set_attribute("rerankd.outcome", outcome)
-            if outcome != "OK":
-                span.set_status(Status(StatusCode.ERROR, outcome))
+            if span.is_recording():
+                tracing.end_attempt_span(span, outcome)
             model = metrics.attempt_model_label(target.label, target.model)  # ad-hoc: "other"
             metrics.child(metrics.ATTEMPTS, name, model, outcome).inc()
             metrics.child(metrics.ATTEMPT_SECONDS, name).observe(time.perf_counter() - started)

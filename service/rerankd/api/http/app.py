@@ -27,7 +27,7 @@ from rerankd.api.http.base import Dialect, Lookup, Served
 from rerankd.api.http.dialects import SHARED_PORT, Layout
 from rerankd.api.http.headers import lower_headers
 from rerankd.api.http.openapi import openapi_document
-from rerankd.api.pipeline import CallIds, Pipeline, identify
+from rerankd.api.pipeline import CallIds, HttpServerCall, Pipeline, identify
 from rerankd.config import Settings
 from rerankd.domain import TraceContext
 
@@ -141,7 +141,8 @@ class RerankHttpApi:
         dialect = dialect.variant(headers)
         ids = identify("", TraceContext(), headers)
         out_headers = _id_headers(ids, headers, dialect.portkey_ids or _wants_portkey(headers))
-        call = self.pipeline.open(f"http/{dialect.name}", ids, "")
+        http = HttpServerCall(request.scope, headers, request.scope["path"]) if tracing.recording() else None
+        call = self.pipeline.open(f"http/{dialect.name}", ids, "", http=http)
         try:
             await self.authorize(headers)
             caller = auth.current_caller()  # set by the authorizer for this request
@@ -158,6 +159,7 @@ class RerankHttpApi:
             if ranked.cache:  # "hit"/"miss" where the route caches answers
                 out_headers["x-cache"] = ranked.cache
             out_headers.update(dialect.headers(ranked, body, call.started))
+            call.http_status = 200
             call.finish(OK)
             return _json(200, payload, out_headers)
         except errors.RerankError as exc:
@@ -173,8 +175,9 @@ class RerankHttpApi:
         except Exception:
             _LOG.exception("unexpected error in %s (request id %s)", call.method, ids.request_id)
             failure, status_name = errors.internal_for(ids.request_id), "INTERNAL"
-        call.finish(status_name)
         status, payload = dialect.error(dialect.presented(failure))
+        call.http_status = status
+        call.finish(status_name)
         if call.provider:
             out_headers["x-provider"] = call.provider
         if failure.retry_after is not None:
