@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,11 @@ def test_errors_exit_nonzero_with_the_status(server) -> None:
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "query" in bad.stderr
     down = cli("health", "--target", "127.0.0.1:1", "--timeout", "1")
     assert down.returncode == 2
+    unknown = cli("health", "--service", "nope", "--target", server.address)
+    assert unknown.returncode == 2, unknown
+    assert unknown.stderr.strip() == (
+        "unhealthy: NOT_FOUND: no health service 'nope' here (the server's are listed by Health/List)"
+    )
 
 
 def test_token_from_flag_or_env_when_the_server_requires_one(tmp_path: Path) -> None:
@@ -226,3 +232,49 @@ def test_models_shows_what_a_hosted_target_knows(tmp_path: Path) -> None:
     assert models.returncode == 0, models.stderr
     row = next(line for line in models.stdout.splitlines() if line.startswith("reranker "))
     assert row.split() == ["reranker", "model", "tei/reranker", "tei", "-", "384", "-"]
+
+
+@pytest.mark.parametrize(
+    ("taken", "says"),
+    [
+        ("RERANKD_PORT", "gRPC: could not bind 127.0.0.1:{port}"),
+        ("RERANKD_HTTP_PORT", "HTTP: could not bind 127.0.0.1:{port} (Address already in use)"),
+        ("RERANKD_METRICS_PORT", "metrics: could not bind 127.0.0.1:{port} (Address already in use;"),
+    ],
+)
+def test_a_port_in_use_ends_with_one_line_naming_it_and_exit_2(taken: str, says: str) -> None:
+    child = {k: v for k, v in os.environ.items() if not k.startswith("RERANKD_")}
+    ports = {"RERANKD_PORT": "0", "RERANKD_HTTP_PORT": "0", "RERANKD_METRICS_PORT": "0"}
+    with socket.socket() as holder:  # a listener of another process's, on the port rerankd is given
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "rerankd.cli", "serve"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child | ports | {taken: str(port)},
+        )
+    assert done.returncode == 2, done
+    assert done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    # gRPC's core prints its own line first (E... add_port.cc); rerankd's is the last
+    assert says.format(port=port) in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_bad_client_arguments_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Refused before any call is made (no server needed): each is one line naming what is wrong."""
+    bad_json = tmp_path / "docs.jsonl"
+    bad_json.write_text('{"text": "fine"}\n{"text": \n')
+    latin1 = tmp_path / "docs.txt"
+    latin1.write_bytes(b"caf\xe9\n")
+    for args, says in (
+        (["--file", str(tmp_path / "missing.jsonl")], "missing.jsonl: No such file or directory"),
+        (["--file", str(bad_json)], "docs.jsonl:2: not JSON"),
+        (["--file", str(latin1)], "docs.txt: 'utf-8' codec can't decode"),
+        (["--doc", "a", "--top-n", "-1"], "--top-n: -1: must be 0 (all) or more"),
+    ):
+        done = cli("rerank", "q", *args, "--target", "127.0.0.1:1", "--timeout", "1")
+        assert done.returncode in (1, 2) and done.stdout == "", done
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+        assert says in done.stderr, done.stderr

@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "--file", help="documents: a .jsonl file ({'text': ..., 'id': ...} per line) or text, one per line"
     )
     rerank.add_argument("--model", default="", help="model name or alias (default: default)")
-    rerank.add_argument("--top-n", type=int, default=0, help="return only the best N")
+    rerank.add_argument("--top-n", type=_top_n, default=0, help="return only the best N (0: all)")
     rerank.add_argument("--stream", action="store_true", help="use RerankStream")
     rerank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _client_args(rerank)
@@ -119,15 +119,29 @@ def _client(args: argparse.Namespace) -> RerankClient:
     return RerankClient(args.target, timeout=args.timeout, credentials=credentials, token=args.token)
 
 
+def _top_n(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 (all) or more")
+    return number
+
+
 def _documents(args: argparse.Namespace) -> list[pb.Document]:
     docs = [pb.Document(text=text) for text in args.doc]
     if args.file:
         path = Path(args.file)
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # one line, as for every other refusal here
+            raise SystemExit(f"--file {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+        for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             if path.suffix == ".jsonl":
-                item = json.loads(line)
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SystemExit(f"{path}:{line_no}: not JSON ({exc.msg})") from None
                 if isinstance(item, str):
                     docs.append(pb.Document(text=item))
                     continue
@@ -144,7 +158,7 @@ def _documents(args: argparse.Namespace) -> list[pb.Document]:
 
 def _rerank(args: argparse.Namespace) -> int:
     documents = _documents(args)
-    options: RerankOptions = {"model": args.model, "top_n": max(args.top_n, 0)}
+    options: RerankOptions = {"model": args.model, "top_n": args.top_n}
     answer: pb.RerankStreamHeader | pb.RerankResponse
     with _client(args) as client:
         if args.stream:
@@ -211,7 +225,10 @@ def _health(args: argparse.Namespace) -> int:
         with _client(args) as client:
             status = client.health(args.service)
     except grpc.RpcError as exc:
-        print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        details = exc.details() or ""
+        if exc.code() == grpc.StatusCode.NOT_FOUND and not details:  # grpc_health's servicer says no more
+            details = f"no health service {args.service!r} here (the server's are listed by Health/List)"
+        print(f"unhealthy: {exc.code().name}: {details}", file=sys.stderr)
         return 2
     print(status)
     return 0 if status == "SERVING" else 1

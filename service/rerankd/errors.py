@@ -3,7 +3,9 @@
     RerankError                 base; carries code, HTTP status, retryable, reason, details
     ├── InvalidArgument         the request is wrong (field violations name the fields)
     │   ├── UnsupportedByProvider   a target's adapter cannot honour a request field (fails over)
-    │   └── EmptyTexts              TEI's own "Empty" error type (an empty `texts`)
+    │   ├── EmptyTexts              TEI's own "Empty" error type (an empty `texts`)
+    │   ├── BodyTooLarge            an HTTP body over max_receive_message_bytes (HTTP 413)
+    │   └── NotJson                 an HTTP body declared as anything but JSON (HTTP 415)
     ├── NotFound                unknown model
     ├── Unauthenticated         the caller's credentials are missing or wrong
     ├── PermissionDenied        the caller is known but may not do this (model, document cap)
@@ -216,6 +218,21 @@ class UnsupportedByProvider(InvalidArgument):
 
 class EmptyTexts(InvalidArgument):
     """An empty `texts` on the TEI dialect, which TEI reports as its own error type (Empty, 400)."""
+
+
+class BodyTooLarge(InvalidArgument):
+    """The HTTP caller's body is over max_receive_message_bytes (HTTP 413, in every dialect)."""
+
+    http_status = 413
+    reason = "BODY_TOO_LARGE"
+
+
+class NotJson(InvalidArgument):
+    """The HTTP caller declared a body that is not JSON (HTTP 415): a browser's form or text/plain
+    post, which a web page may send cross-origin to a local rerankd without a CORS preflight."""
+
+    http_status = 415
+    reason = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class Overloaded(ResourceExhausted):

@@ -73,12 +73,15 @@ class App:
         certificates = tls.ServerCertificates.from_settings(self.settings)
         credentials = certificates.grpc_credentials() if certificates is not None else None
         for address in self.settings.listen_addresses():
-            if credentials is not None and not address.startswith("unix"):
-                port = self.server.add_secure_port(address, credentials)
-            else:
-                port = self.server.add_insecure_port(address)
+            try:
+                if credentials is not None and not address.startswith("unix"):
+                    port = self.server.add_secure_port(address, credentials)
+                else:
+                    port = self.server.add_insecure_port(address)
+            except RuntimeError:  # grpcio raises where it once returned 0
+                port = 0
             if port == 0 and not address.startswith("unix:"):
-                raise OSError(f"could not bind {address}")
+                raise OSError(f"gRPC: could not bind {address} (in use, or not an address of this host)")
             self.ports.append(port)
             self.addresses.append(
                 address if address.startswith("unix:") else address.rsplit(":", 1)[0] + f":{port}"
@@ -101,7 +104,15 @@ class App:
         _LOG.info("listening on %s", ", ".join(self.addresses))
         if self.settings.metrics_enabled:
             host = self.settings.metrics_host or self.settings.host
-            self.metrics_port, self._stop_metrics = metrics.serve_metrics(host, self.settings.metrics_port)
+            try:
+                self.metrics_port, self._stop_metrics = metrics.serve_metrics(
+                    host, self.settings.metrics_port
+                )
+            except OSError as exc:
+                raise OSError(
+                    f"metrics: could not bind {host}:{self.settings.metrics_port} ({exc.strerror or exc};"
+                    " RERANKD_METRICS_PORT, or RERANKD_METRICS_ENABLED=false)"
+                ) from None
             _LOG.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for provider in self.providers.values():
             await provider.start()

@@ -119,6 +119,7 @@ async def test_max_tokens_per_doc_cuts_documents(stub) -> None:
         (request("q", ["fine"], rank_fields=["title"]), "documents[0]"),
         (request("q", ["fine"], rank_fields=["title", "title"]), "rank_fields"),
         (request(FRANCE_QUERY, ["Paris " * 600], truncation=pb.TRUNCATION_NONE), "documents[0]"),
+        (request("q", ["fine"], truncation=7), "truncation"),  # proto3 enums are open: 7 parses
     ],
 )
 async def test_bad_input_names_the_field(stub, req: pb.RerankRequest, field: str) -> None:

@@ -281,6 +281,52 @@ async def test_malformed_bodies_name_the_field(
     assert (reply.status_code, reply.json()) == (400, expected)
 
 
+@pytest.mark.parametrize(
+    ("path", "field", "value", "expected"),
+    [
+        ("/v2/rerank", "top_n", "1", "top_n: input should be a valid integer"),
+        ("/v2/rerank", "top_n", True, "top_n: input should be a valid integer"),
+        ("/rerank", "top_n", "2", "top_n: input should be a valid integer"),
+        ("/v1/rerank", "return_documents", "yes", "return_documents: input should be a valid boolean"),
+        ("/portkey/v1/rerank", "truncation", "false", "truncation: input should be a valid boolean"),
+        ("/tei/rerank", "truncate", "no", "truncate: input should be a valid boolean"),
+        ("/tei/rerank", "raw_scores", 1, "raw_scores: input should be a valid boolean"),
+    ],
+)
+async def test_a_value_of_the_wrong_json_type_is_refused_not_coerced(
+    http: httpx.AsyncClient, path: str, field: str, value: Any, expected: str
+) -> None:
+    body: dict[str, Any] = {"query": "q", field: value}
+    body["texts" if path.startswith("/tei") else "documents"] = ["a", "b"]
+    reply = await http.post(path, json=body)
+    assert reply.status_code == (422 if path.startswith("/tei") else 400), reply.text
+    assert expected in reply.text
+
+
+async def test_an_integer_is_a_valid_float_field(http: httpx.AsyncClient) -> None:
+    reply = await http.post("/portkey/v1/rerank", json={"query": "q", "documents": ["a"], "priority": 1})
+    assert reply.status_code == 200, reply.text
+
+
+async def test_a_body_declared_as_anything_but_json_is_a_415(http: httpx.AsyncClient) -> None:
+    body = b'{"query": "q", "documents": ["a"]}'
+    for kind in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data"):
+        reply = await http.post("/v2/rerank", content=body, headers={"content-type": kind})
+        media = kind.split(";")[0]
+        assert (reply.status_code, reply.json()) == (
+            415,
+            {"message": f"content-type: is '{media}'; the body must be JSON (application/json)"},
+        )
+    tei = await http.post(
+        "/tei/rerank", content=b'{"query": "q", "texts": ["a"]}', headers={"content-type": "text/plain"}
+    )
+    assert tei.status_code == 415 and tei.json()["error_type"] == "Validation"
+    for kind in ("application/json; charset=utf-8", "application/vnd.api+json", None):
+        headers = {"content-type": kind} if kind else {}
+        reply = await http.post("/v2/rerank", content=body, headers=headers)
+        assert reply.status_code == 200, (kind, reply.text)
+
+
 async def test_unknown_routes_and_methods_answer_json(http: httpx.AsyncClient) -> None:
     missing = await http.post("/v3/rerank", json={})
     assert (missing.status_code, missing.json()) == (404, {"message": "Not Found: POST /v3/rerank"})
@@ -291,9 +337,30 @@ async def test_unknown_routes_and_methods_answer_json(http: httpx.AsyncClient) -
 async def test_a_body_over_the_limit_is_refused(local_app: App) -> None:
     settings = local_app.settings.model_copy(update={"max_receive_message_bytes": 1024})
     app = http_api.create_app(Pipeline(local_app.router, settings), settings)
+    body = {"query": "q", "documents": ["x" * 2000]}
+    tei_body = {"query": "q", "texts": ["x" * 2000]}
+
+    async def chunked() -> AsyncIterator[bytes]:  # no content-length: the limit is counted as it comes
+        for _ in range(4):
+            yield b" " * 512
+
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
-        reply = await client.post("/v2/rerank", json={"query": "q", "documents": ["x" * 2000]})
-    assert (reply.status_code, reply.json()) == (400, {"message": "body: is larger than 1024 bytes"})
+        reply = await client.post("/v2/rerank", json=body)
+        pinecone_reply = await client.post("/rerank", json=body)
+        tei_reply = await client.post("/tei/rerank", json=tei_body)
+        streamed = await client.post(
+            "/v2/rerank", content=chunked(), headers={"content-type": "application/json"}
+        )
+    assert (reply.status_code, reply.json()) == (413, {"message": "body: is larger than 1024 bytes"})
+    assert (streamed.status_code, streamed.json()) == (413, {"message": "body: is larger than 1024 bytes"})
+    assert pinecone_reply.status_code == 413 and pinecone_reply.json()["status"] == 413
+    assert pinecone_reply.json()["error"]["details"]["field_violations"] == [
+        {"field": "body", "description": "is larger than 1024 bytes"}
+    ]
+    assert (tei_reply.status_code, tei_reply.json()) == (
+        413,
+        {"error": "body: is larger than 1024 bytes", "error_type": "Validation"},
+    )
 
 
 def _failures() -> list[errors.RerankError]:

@@ -22,7 +22,7 @@ from rerankd.domain import (
 from rerankd.routing import ModelEntry
 from rerankd.v1 import rerank_pb2 as pb
 
-_TRUNCATION = {
+_TRUNCATION: dict[int, Truncation] = {
     pb.TRUNCATION_UNSPECIFIED: Truncation.END,
     pb.TRUNCATION_END: Truncation.END,
     pb.TRUNCATION_NONE: Truncation.NONE,
@@ -40,13 +40,23 @@ def to_query(
         top_n=request.top_n or None,
         return_documents=request.return_documents,
         rank_fields=tuple(request.rank_fields),
-        truncation=_TRUNCATION.get(request.truncation, Truncation.END),
+        truncation=_truncation(request.truncation),
         max_tokens_per_doc=request.max_tokens_per_doc or None,
         parameters=_parameters(request),
         trace=trace,
         metadata={**metadata, **request.metadata},
         request_id=request_id,
     )
+
+
+def _truncation(value: int) -> Truncation:
+    """The request's truncation; a value the contract lacks (proto3 enums are open) is refused
+    rather than read as the default."""
+    try:
+        return _TRUNCATION[value]
+    except KeyError:
+        names = ", ".join(pb.Truncation.Name(known) for known in _TRUNCATION)
+        raise errors.invalid("truncation", f"unknown value {value}; one of {names}") from None
 
 
 def _parameters(request: pb.RerankRequest) -> dict[str, Any]:

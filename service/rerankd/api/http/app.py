@@ -147,6 +147,7 @@ class RerankHttpApi:
             await self.authorize(headers)
             caller = auth.current_caller()  # set by the authorizer for this request
             call.caller = caller.name if caller is not None else ""
+            _check_json(headers.get("content-type", ""))
             body = dialect.parse(await self._body(request))
             query = dialect.to_query(body, ids, tracing.header_metadata(headers))
             call.model, call.documents = query.model, len(query.documents)
@@ -188,7 +189,7 @@ class RerankHttpApi:
         limit = self.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise errors.invalid("body", f"is larger than {limit} bytes")
+            raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
         timeout = self.settings.http_body_timeout_s
@@ -197,7 +198,7 @@ class RerankHttpApi:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
-                        raise errors.invalid("body", f"is larger than {limit} bytes")
+                        raise _too_large(limit)
                     chunks.append(chunk)
         except TimeoutError:
             raise errors.SlowUpload(
@@ -205,6 +206,19 @@ class RerankHttpApi:
                 field_violations=[("body", f"not received within {timeout:g} s")],
             ) from None
         return b"".join(chunks)
+
+
+def _check_json(content_type: str) -> None:
+    """Refuse a body declared as anything but JSON (absent is fine: read as JSON)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        description = f"is {media[:64]!r}; the body must be JSON (application/json)"
+        raise errors.NotJson(f"content-type: {description}", field_violations=[("content-type", description)])
+
+
+def _too_large(limit: int) -> errors.BodyTooLarge:
+    description = f"is larger than {limit} bytes"
+    return errors.BodyTooLarge(f"body: {description}", field_violations=[("body", description)])
 
 
 def _id_headers(ids: CallIds, headers: Mapping[str, str], portkey: bool) -> dict[str, str]:

@@ -43,7 +43,10 @@ _TopN = Field(None, ge=1, description="Return only the best N; absent: all.")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a JSON value of the wrong type is a 400 naming the field, never coerced ("3" or true
+    # as top_n, "yes" as return_documents, "false" as TEI's truncate); numbers stay numbers (an
+    # integer is a valid float). Unknown fields are ignored (newer SDKs send fields rerankd skips).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class CohereV1Request(_Body):

@@ -56,9 +56,11 @@ class HttpServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.requested_port))
             sock.setblocking(False)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(
+                f"HTTP: could not bind {self.host}:{self.requested_port} ({exc.strerror})"
+            ) from None
         self._socket = sock
         self.port = int(sock.getsockname()[1])
         return self.port

@@ -173,8 +173,8 @@ class Tei(Dialect[TeiRequest]):
         status = exc.http_status
         if isinstance(exc, errors.EmptyTexts):
             kind = "Empty"
-        elif isinstance(exc, errors.InvalidArgument):
-            kind, status = "Validation", 422
+        elif isinstance(exc, errors.InvalidArgument):  # 422 as TEI's; 413 and 415 keep theirs
+            kind, status = "Validation", 422 if status == 400 else status
         elif isinstance(exc, errors.ResourceExhausted):
             kind = "Overloaded"
         elif isinstance(exc, errors.Unavailable):
