@@ -125,6 +125,11 @@ def test_health_dials_rerankd_port_by_default(server) -> None:
 
 BAD_YAML = "providers: [\n"
 UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
+MISSPELT_OPTION = "providers:\n  eu:\n    kind: cohere\n    options: {api_verison: v1}\n"
+BAD_OPTION = (
+    "providers:\n  gpu:\n    kind: tei\n    base_url: http://127.0.0.1:9\n"
+    "    options:\n      max_client_batch_size: many\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +141,8 @@ UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
         (["--config", "/nonexistent/rerankd.yaml"], {}, None, "config file not found"),
         ([], {}, BAD_YAML, "rerankd.yaml"),
         ([], {}, UNKNOWN_KIND, "unknown kind 'nope'"),
+        ([], {}, MISSPELT_OPTION, "providers.eu.options: unknown options ['api_verison'] for kind cohere"),
+        ([], {}, BAD_OPTION, "providers.gpu.options.max_client_batch_size: Input should be a valid integer"),
         ([], {"RERANKD_MODEL_DIR": "/nonexistent-model"}, None, "lacks model.onnx"),
         (["--log-level", "LOUD"], {}, None, "log_level"),
         ([], {"RERANKD_AUTH_TOKENS_FILE": "/nonexistent/tokens"}, None, "cannot read /nonexistent/tokens"),
@@ -148,6 +155,8 @@ UNKNOWN_KIND = "providers:\n  x:\n    kind: nope\n"
         "config-missing",
         "config-yaml",
         "kind",
+        "misspelt-option",
+        "bad-option",
         "model-dir",
         "log-level",
         "tokens-file",

@@ -290,6 +290,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _preflight(settings: Settings) -> None:
     """What start-up would refuse, refused first and in one line: unreadable token or TLS files,
     unknown provider kinds, an embedded-model provider without its files (ModelFilesError).
+    Unknown or ill-typed options were refused already, when the settings were read
+    (config.ProviderConfig).
     Nothing is loaded or bound."""
     from rerankd import auth, tls, tracing
     from rerankd.local.files import ModelFilesError, bundled_model_dir, resolve_model_dir
@@ -304,8 +306,8 @@ def _preflight(settings: Settings) -> None:
             raise ValueError(f"provider {name!r}: unknown kind {config.kind!r} (known: {known})")
     # Hub models (options.model, RERANKD_LOCAL_MODEL) are fetched and verified by the server's own
     # preflight (local/hub.py), still before any port is bound.
-    local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.get("model")]
-    dirs = [config.options.get("model_dir") or settings.model_dir for config in local]
+    local = [c for c in settings.providers.values() if c.kind == "local" and not c.options.model]
+    dirs = [config.options.model_dir or settings.model_dir for config in local]
     if settings.local_enabled and "local" not in settings.providers and not settings.local_model:
         dirs.append(settings.model_dir)
     for directory in dirs:
@@ -323,7 +325,7 @@ def _settings_problems(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
-        problems.append(f"{field}: {error['msg']}")
+        problems.append(f"{field}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(problems)
 
 

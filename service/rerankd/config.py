@@ -8,10 +8,11 @@ YAML shape (every key optional):
 
     providers:
       cohere:                      # instance name; used in routes and in responses
-        kind: cohere               # provider module (see rerankd.providers.REGISTRY)
+        kind: cohere               # provider kind (rerankd.providers.registry.REGISTRY)
         api_key_env: RERANKD_COHERE_API_KEY
         base_url: https://api.cohere.com
         models: [rerank-v3.5]
+        options: {api_version: v2}   # typed per kind: an unknown option fails start-up
     routes:
       default:                     # alias a request names in RerankRequest.model
         targets:
@@ -31,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -105,8 +106,29 @@ class CacheConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+class ProviderOptions(BaseModel):
+    """Base of every kind's `options` model: typed fields, and an unknown option is refused.
+
+    Each provider class names its model as `Options` (rerankd.providers.base.Provider); a kind
+    without options of its own keeps this one, which holds what every kind takes.
+    """
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    passages: Any = Field(
+        None, description="Long documents as passages (rerankd.passages.Passages: a mapping, true or false)."
+    )
+
+
 class ProviderConfig(BaseModel):
-    """One provider instance. Keys come from an env var or a file, never from a request."""
+    """One provider instance. Keys come from an env var or a file, never from a request.
+
+    `options` is typed by `kind`: the kind's provider class declares its `Options` model
+    (rerankd.providers.registry finds it, importing only the kinds a configuration uses), so a
+    misspelt or unknown option, or one of the wrong type, fails start-up naming the provider and
+    the option. An unknown kind is refused by `rerankd serve` before anything starts (and by
+    registry.create_provider); its options stay as given.
+    """
 
     kind: str
     base_url: str | None = Field(None, description="Override the provider's API base URL.")
@@ -122,9 +144,32 @@ class ProviderConfig(BaseModel):
     forward_metadata: list[str] = Field(
         default_factory=list, description="Caller metadata keys forwarded to this provider ('*' = all)."
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific options.")
+    options: Any = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Kind-specific options (the kind's Options model; see the kind's module).",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _typed_options(cls, value: Any, info: ValidationInfo) -> Any:
+        from rerankd.providers.registry import REGISTRY, options_model  # the registry imports this module
+
+        kind = info.data.get("kind")
+        if kind not in REGISTRY:  # refused with its kind when providers are built (and by `serve` first)
+            return value
+        model = options_model(kind)
+        if isinstance(value, model):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"options of kind {kind} must be a mapping")
+        unknown = sorted(set(value) - set(model.model_fields))
+        if unknown:
+            known = ", ".join(model.model_fields) or "none"
+            raise ValueError(f"unknown options {unknown} for kind {kind} (known: {known})")
+        return model.model_validate(value)
 
     @field_validator("models")
     @classmethod

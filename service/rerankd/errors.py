@@ -50,16 +50,46 @@ _SECRET_PATTERNS = [
         r"(?i)((?:api[-_]?key|token|secret|password|authorization)"
         r"(?:\s*[\"':=][\"'\s:=]*|\s+(?=[^\s\"',;]*[0-9])|\s+(?=[^\s\"',;]{20})))[^\s\"',;]{6,}"
     ),
-    re.compile(r"\b(sk|pk|rk|pcsk|jina|pa|al)[-_][A-Za-z0-9_-]{12,}\b"),
+    # Key shapes: generic secret-key prefixes here; each provider's own come from its spec
+    # (JsonSpec.key_prefixes, through register_key_prefixes) and are added at PREFIX_SLOT.
+    re.compile(r"\b(sk|pk|rk)[-_][A-Za-z0-9_-]{12,}\b"),
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
 ]
-# One search for "could any pattern match": most texts (ids, model names) need no substitution at all.
-_ANY_SECRET_PATTERN = re.compile(
-    "|".join(
-        f"(?i:{p.pattern[4:]})" if p.flags & re.IGNORECASE else f"(?:{p.pattern})" for p in _SECRET_PATTERNS
+_PREFIX_SLOT = 2  # where the key-prefix pattern sits in _SECRET_PATTERNS
+_GENERIC_PREFIXES = ("sk", "pk", "rk")
+_key_prefixes: tuple[str, ...] = _GENERIC_PREFIXES
+
+
+def _any_pattern(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """One search for "could any pattern match": most texts (ids, model names) need no substitution."""
+    return re.compile(
+        "|".join(f"(?i:{p.pattern[4:]})" if p.flags & re.IGNORECASE else f"(?:{p.pattern})" for p in patterns)
     )
-)
+
+
+_ANY_SECRET_PATTERN = _any_pattern(_SECRET_PATTERNS)
+
+
+def register_key_prefixes(prefixes: Sequence[str]) -> None:
+    """Scrub keys shaped `<prefix>-...` or `<prefix>_...` (12+ characters after) from now on.
+
+    Providers register their own key shapes when built (jsonspec.JsonSpec.key_prefixes): Jina's
+    `jina_`, Pinecone's `pcsk_`, Voyage's `pa-`, NVIDIA's `nvapi-`, ...
+    """
+    global _key_prefixes, _ANY_SECRET_PATTERN
+    new = tuple(sorted({*_key_prefixes, *prefixes}))
+    if new == _key_prefixes:
+        return
+    alternatives = "|".join(re.escape(prefix) for prefix in new)
+    patterns = list(_SECRET_PATTERNS)
+    patterns[_PREFIX_SLOT] = re.compile(rf"\b({alternatives})[-_][A-Za-z0-9_-]{{12,}}\b")
+    _SECRET_PATTERNS[:] = patterns
+    _key_prefixes = new
+    _ANY_SECRET_PATTERN = _any_pattern(patterns)
+    _SCRUBBED.clear()
+
+
 _MIN_REGISTERED = 8  # shorter values would redact ordinary words from every message
 _known_secrets: tuple[str, ...] = ()  # replaced, never mutated: safe to read from any thread
 
@@ -325,6 +355,7 @@ __all__ = [
     "Unavailable",
     "UnsupportedByProvider",
     "invalid",
+    "register_key_prefixes",
     "register_secret",
     "scrub",
     "to_status",

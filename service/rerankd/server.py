@@ -160,9 +160,6 @@ def build(settings: Settings) -> App:
         # broken), and opening it would refuse every call to the only target of `default`.
         configs[LOCAL_PROVIDER] = ProviderConfig(kind="local", breaker=BreakerConfig(enabled=False))
     providers = {name: create_provider(name, config, ctx) for name, config in configs.items()}
-    for name, provider in providers.items():
-        provider.timeout_s = configs[name].timeout_s
-        provider.forward_metadata = tuple(configs[name].forward_metadata)
     router = Router.from_config(providers, settings.routes, provider_configs=configs, settings=settings)
     router.events.subscribe(metrics.on_resilience_event)
     metrics.know_models(entry.name for entry in router.entries())

@@ -10,8 +10,9 @@ can compute the exact expected ranking of any list.
     4xx/5xx {"message": ...}
 
 `GenericProvider` (kind "generic") is registered only by the tests that use it (see
-tests/resilience/conftest.py); its `options.max_documents` sets `Capabilities.max_documents`, and
-like Cohere it refuses truncation NONE (UNSUPPORTED_BY_PROVIDER) unless `options.truncation_none`.
+tests/resilience/conftest.py); its typed options: `max_documents` sets
+`Capabilities.max_documents`, and like Cohere it refuses truncation NONE (UNSUPPORTED_BY_PROVIDER)
+unless `truncation_none`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rerankd.config import ProviderConfig
+from rerankd.config import ProviderConfig, ProviderOptions
 from rerankd.domain import Scored, Truncation, Usage
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
 from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, check_indices, encode_json
@@ -75,17 +76,22 @@ class GenericFake(FakeProvider):
         )
 
 
+class GenericOptions(ProviderOptions):
+    max_documents: int | None = None
+    truncation_none: bool = False
+
+
 class GenericProvider(HttpProvider):
     """Test-only provider speaking GenericFake's wire format (no credentials)."""
 
     kind = KIND
+    Options = GenericOptions
 
     def capabilities(self, model: str) -> Capabilities:
-        limit = self.config.options.get("max_documents")
-        return Capabilities(max_documents=int(limit) if limit else None)
+        return Capabilities(max_documents=self.options.max_documents)
 
     def build_request(self, call: ProviderCall) -> HttpRequest:
-        if call.truncation is Truncation.NONE and not self.config.options.get("truncation_none"):
+        if call.truncation is Truncation.NONE and not self.options.truncation_none:
             raise unsupported(self.name, "truncation", "this fake cannot refuse long documents")
         body: dict[str, Any] = {
             "model": call.model,

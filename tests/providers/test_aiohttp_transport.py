@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -96,3 +97,36 @@ async def test_any_httpx_transport_can_stand_in() -> None:
     reply = await client.send("p", HttpRequest("GET", "http://provider.invalid/a?b=c", {}), None)
     assert reply.status == 418 and reply.headers["x-thing"] == "1"
     assert reply.json() == {"url": "http://provider.invalid/a?b=c"}
+
+
+async def test_every_transport_is_decoded_and_mapped_by_the_client_once() -> None:
+    payload = b'{"ok": true}'
+    bodies = {
+        "/gzip": (gzip.compress(payload), "gzip"),
+        "/twice": (gzip.compress(zlib.compress(payload)), "deflate, gzip"),
+        "/raw-deflate": (zlib.compress(payload)[2:-4], "deflate"),
+        "/plain": (payload, "identity"),
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/slow":
+            raise httpx.ConnectTimeout("slow", request=request)
+        if request.url.path == "/down":
+            raise httpx.ConnectError("down", request=request)
+        if request.url.path == "/odd":
+            return httpx.Response(200, content=payload, headers={"content-encoding": "compress"})
+        body, coding = bodies[request.url.path]
+        return httpx.Response(200, content=body, headers={"content-encoding": coding})
+
+    client = HttpClient(httpx.MockTransport(answer))
+    for path in bodies:
+        reply = await client.send("p", HttpRequest("GET", f"http://provider.invalid{path}", {}), 5.0)
+        assert reply.json() == {"ok": True}, path
+    for path, expected in (
+        ("/slow", errors.DeadlineExceeded),
+        ("/down", errors.Unavailable),
+        ("/odd", errors.Unavailable),
+    ):
+        with pytest.raises(expected) as caught:
+            await client.send("p", HttpRequest("GET", f"http://provider.invalid{path}", {}), 5.0)
+        assert caught.value.provider == "p" and caught.value.retryable

@@ -49,7 +49,7 @@ from typing import Any
 import onnxruntime as ort
 
 from rerankd import errors, metrics, tracing
-from rerankd.config import ProviderConfig
+from rerankd.config import ProviderConfig, ProviderOptions
 from rerankd.domain import Scored, Usage, render_text
 from rerankd.local import hub
 from rerankd.local.files import (
@@ -67,10 +67,21 @@ from rerankd.providers.base import Capabilities, ModelDescription, Provider, Pro
 _LOG = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUED_PAIRS = 4096
 TOKENIZER_THREADS = 2
-_OPTIONS = (
-    "model_dir, model, revision, cache_dir, onnx_file, quantized, activation, max_length, threads,"
-    " max_queued_pairs, passages"
-)
+
+
+class LocalOptions(ProviderOptions):
+    """`options` of kind local (the module docstring shows each); unset ones come from settings."""
+
+    model_dir: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    cache_dir: str | None = None
+    onnx_file: str | None = None
+    quantized: str | bool = "auto"
+    activation: str | None = None
+    max_length: int | None = None
+    threads: int | None = None
+    max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS
 
 
 def _cores() -> int:
@@ -117,11 +128,14 @@ class LocalProvider(Provider):
     """An embedded cross-encoder, answering to `model_name` (the default one is also `default`)."""
 
     kind = "local"
+    Options = LocalOptions
 
     def __init__(
         self,
         name: str,
         *,
+        timeout_s: float | None = None,
+        forward_metadata: Sequence[str] = (),
         model_dir: Path | None = None,
         model_name: str,
         max_length: int,
@@ -132,7 +146,7 @@ class LocalProvider(Provider):
         passages: Passages | None = None,
         explicit_max_length: bool = False,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, timeout_s=timeout_s, forward_metadata=forward_metadata)
         if max_queued_pairs < 1:
             raise ValueError(f"provider {name!r}: max_queued_pairs must be at least 1")
         if activation is not None and activation not in ACTIVATIONS:
@@ -156,9 +170,8 @@ class LocalProvider(Provider):
     @classmethod
     def create(cls, name: str, config: ProviderConfig, ctx: Any) -> LocalProvider:
         settings = ctx.settings
-        options = dict(config.options)
-        model_dir = options.pop("model_dir", None)
-        repo_id = options.pop("model", None)
+        options: LocalOptions = config.options
+        model_dir, repo_id = options.model_dir, options.model
         if model_dir and repo_id:
             raise ValueError(f"provider {name!r}: options model_dir and model exclude each other")
         if not model_dir and not repo_id:
@@ -167,36 +180,35 @@ class LocalProvider(Provider):
             raise ValueError(
                 "model_dir (RERANKD_MODEL_DIR) and local_model (RERANKD_LOCAL_MODEL) exclude each other"
             )
-        cache_dir = options.pop("cache_dir", None) or settings.local_cache_dir
+        cache_dir = options.cache_dir or settings.local_cache_dir
         source = ModelSource(
             repo_id=str(repo_id) if repo_id else None,
-            revision=str(options.pop("revision", settings.local_model_revision)),
+            revision=options.revision or settings.local_model_revision,
             cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
             model_dir=Path(model_dir).expanduser() if model_dir else None,
-            onnx_file=options.pop("onnx_file", None),
-            quantized=str(options.pop("quantized", "auto")).lower(),
+            onnx_file=options.onnx_file,
+            quantized=str(options.quantized).lower(),
         )
-        explicit = "max_length" in options or "local_max_length" in settings.model_fields_set
+        explicit = options.max_length is not None or "local_max_length" in settings.model_fields_set
         if config.models:
             model_name = config.models[0]
         elif source.repo_id and "local_model_name" not in settings.model_fields_set:
             model_name = source.repo_id.rsplit("/", 1)[-1]
         else:
             model_name = settings.local_model_name
-        provider = cls(
+        return cls(
             name,
+            timeout_s=config.timeout_s,
+            forward_metadata=config.forward_metadata,
             source=source,
             model_name=model_name,
-            max_length=int(options.pop("max_length", settings.local_max_length)),
+            max_length=options.max_length if options.max_length is not None else settings.local_max_length,
             explicit_max_length=explicit,
-            threads=int(options.pop("threads", settings.local_threads)),
-            max_queued_pairs=int(options.pop("max_queued_pairs", DEFAULT_MAX_QUEUED_PAIRS)),
-            activation=options.pop("activation", None),
-            passages=_passages_option(name, options.pop("passages", None)),
+            threads=options.threads if options.threads is not None else settings.local_threads,
+            max_queued_pairs=options.max_queued_pairs,
+            activation=options.activation,
+            passages=_passages_option(name, options.passages),
         )
-        if options:
-            raise ValueError(f"provider {name!r}: unknown options {sorted(options)} (known: {_OPTIONS})")
-        return provider
 
     def prepare(self) -> ModelFiles:
         """Fetch and verify the model's files, and check max_length against its positions

@@ -1,25 +1,29 @@
-"""httpx's transport API over aiohttp's client: the default outbound path of `HttpClient`.
+"""The outbound transports under `HttpClient`: aiohttp's client (the default, the fast one) and any
+other httpx transport, behind one `exchange` call.
 
-Why: as a client on one core, httpx's own transport (httpcore) tops out near 350 calls/s against
-an instant server and aiohttp near 4,000-5,000; rerankd keeps httpx's Request/Response/transport
-API and swaps only what moves the bytes (bench/results/gateway.md has the numbers). It is not
-the httpx-aiohttp package because that one re-quotes URLs (a SigV4-signed path such as Bedrock's
+httpx is the seam: its transport interface (`httpx.AsyncBaseTransport`) is what can stand in
+(httpx.MockTransport in tests, httpx.AsyncHTTPTransport), and its exception classes are the one
+vocabulary of transport failures (timeouts as TimeoutException, the rest TransportError), which
+`HttpClient.send` maps to the taxonomy once. Under it runs exactly one fast transport:
+
+Why aiohttp: as a client on one core, httpx's own transport (httpcore) tops out near 350 calls/s
+against an instant server and aiohttp near 4,000-5,000 (bench/results/gateway.md). It is not the
+httpx-aiohttp package because that one re-quotes URLs (a SigV4-signed path such as Bedrock's
 `/model/cohere.rerank-v3-5%3A0/invoke` then no longer matches its signature), reports every lost
 connection as a ConnectTimeout, and streams bodies rerankd always reads whole.
 
-`exchange()` is the same path without httpx's objects, for HttpClient's default route.
-
-What it does: one aiohttp session (opened on first use, on the running loop) with a bounded pool
-of keep-alive connections; the request's URL and headers go out exactly as httpx built them, no
-cookies are kept, bodies are read whole and decoded by httpx (Content-Encoding) as with its own
-transport. aiohttp's failures come back as httpx's exceptions (timeouts as TimeoutException,
-the rest as TransportError), the original as `__cause__`. Cancellation closes the connection.
+`AiohttpTransport.exchange` sends without building any httpx object: one aiohttp session (opened
+on first use, on the running loop) with a bounded pool of keep-alive connections; the URL and
+headers go out exactly as given, no cookies are kept, bodies are read whole and left encoded
+(HttpClient decodes Content-Encoding once, whatever the transport). Cancellation closes the
+connection. It is an httpx transport too (`handle_async_request`) for code that wants one.
+`HttpxExchange` gives any other httpx transport the same `exchange`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import aiohttp
 import httpx
@@ -46,8 +50,21 @@ class RawReply(NamedTuple):
     body: bytes
 
 
+class Exchange(Protocol):
+    """What HttpClient sends through: one request, the answer read whole (still encoded).
+
+    Failures are raised as httpx.TransportError subclasses, the original as `__cause__`.
+    """
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> RawReply: ...
+
+    async def aclose(self) -> None: ...
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An httpx.AsyncBaseTransport that sends with aiohttp."""
+    """aiohttp's client as an Exchange (and as an httpx.AsyncBaseTransport)."""
 
     def __init__(self, max_connections: int = 512, keepalive_s: float = 5.0) -> None:
         self.max_connections = max_connections
@@ -60,7 +77,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # a gateway must not carry cookies between callers
-            auto_decompress=False,  # httpx decodes, as with its own transport
+            auto_decompress=False,  # HttpClient decodes, once, for every transport
             skip_auto_headers=("Content-Type",),  # no invented content type on bodies without one
             trust_env=False,
         )
@@ -81,24 +98,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body: bytes,
         timeouts: Timeouts,
     ) -> RawReply:
-        """One request, the answer read whole. aiohttp's own exceptions propagate (ClientError,
-        TimeoutError); `HttpClient` calls this directly, skipping httpx's Request and Response
-        (about a tenth of a gateway call's CPU), and `handle_async_request` wraps it for httpx.
-        """
         session = self._session
         if session is None or session.closed:
             session = self._session = self._open()
-        async with session.request(
-            method,
-            self._url(url),
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=timeouts.pool, sock_connect=timeouts.connect, sock_read=timeouts.read
-            ),
-        ) as reply:
-            return RawReply(reply.status, reply.reason or "", reply.raw_headers, await reply.read())
+        try:
+            async with session.request(
+                method,
+                self._url(url),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeouts.pool, sock_connect=timeouts.connect, sock_read=timeouts.read
+                ),
+            ) as reply:
+                return RawReply(reply.status, reply.reason or "", reply.raw_headers, await reply.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise error_class(exc)(f"{type(exc).__name__}: {exc}") from exc
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
@@ -110,8 +126,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.content,
                 Timeouts(timeout.get("pool"), timeout.get("connect"), timeout.get("read")),
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _httpx_error(exc, request) from exc
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
         return httpx.Response(
             reply.status,
             headers=reply.raw_headers,
@@ -126,6 +143,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+class HttpxExchange:
+    """Any httpx transport as an Exchange: an httpx.Request in, the raw (undecoded) body out."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> RawReply:
+        timeout = {
+            "connect": timeouts.connect,
+            "read": timeouts.read,
+            "write": timeouts.read,
+            "pool": timeouts.pool,
+        }
+        request = httpx.Request(method, url, headers=headers, content=body, extensions={"timeout": timeout})
+        response = await self.transport.handle_async_request(request)
+        stream = response.stream  # the bytes as sent (a transport never decodes them)
+        try:
+            raw = b"".join([part async for part in stream])  # type: ignore[union-attr]
+        finally:
+            await response.aclose()
+        return RawReply(response.status_code, response.reason_phrase, tuple(response.headers.raw), raw)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
 def error_class(exc: BaseException) -> type[httpx.TransportError]:
     """httpx's exception class for an aiohttp failure: timeouts stay timeouts, the rest transport
     errors (HttpClient names the class in its messages either way)."""
@@ -136,7 +181,3 @@ def error_class(exc: BaseException) -> type[httpx.TransportError]:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError
     return httpx.NetworkError
-
-
-def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    return error_class(exc)(f"{type(exc).__name__}: {exc}", request=request)

@@ -57,15 +57,18 @@ class AwsCredentials:
         self._lock = asyncio.Lock()
 
     async def frozen(self) -> ReadOnlyCredentials:
-        if self._credentials is None:
-            async with self._lock:
-                if self._credentials is None:
-                    self._credentials = await asyncio.to_thread(self._resolve)
-        credentials = self._credentials
+        credentials: Credentials = self._credentials or await self._first()
         if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
             # Refreshing (STS, IMDS, SSO) is blocking I/O: keep it off the event loop.
             return await asyncio.to_thread(credentials.get_frozen_credentials)
         return credentials.get_frozen_credentials()
+
+    async def _first(self) -> Credentials:
+        """The chain's credentials, resolved once (in a thread) however many calls wait for them."""
+        async with self._lock:
+            if self._credentials is None:
+                self._credentials = await asyncio.to_thread(self._resolve)
+            return self._credentials
 
     def _resolve(self) -> Credentials:
         try:

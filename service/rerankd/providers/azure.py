@@ -19,7 +19,6 @@ class AzureProvider(CohereProvider):
     """One Cohere rerank deployment on Azure AI (serverless / models-as-a-service)."""
 
     kind = "azure"
-    default_base_url = ""
 
     def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
         if not config.base_url:

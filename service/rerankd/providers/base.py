@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from rerankd.config import ProviderOptions
 from rerankd.domain import Document, Scored, Truncation, Usage
 
 
@@ -69,14 +70,20 @@ class ProviderResult:
 
 
 class Provider(abc.ABC):
-    """A named provider instance from the configuration (e.g. "local", "cohere-eu")."""
+    """A named provider instance from the configuration (e.g. "local", "cohere-eu"), built complete.
+
+    `Options` is the kind's typed `options` model (config.ProviderConfig validates against it).
+    """
 
     kind: ClassVar[str]
-    timeout_s: float | None = None  # most time one call may take; set from the config at start-up
-    forward_metadata: tuple[str, ...] = ()  # caller metadata keys this provider may receive ("*": all)
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, *, timeout_s: float | None = None, forward_metadata: Sequence[str] = ()
+    ) -> None:
         self.name = name
+        self.timeout_s = timeout_s  # most time one call may take (the config's timeout_s)
+        self.forward_metadata = tuple(forward_metadata)  # caller metadata keys it may receive ("*": all)
 
     @abc.abstractmethod
     def capabilities(self, model: str) -> Capabilities:

@@ -1,4 +1,7 @@
-"""AWS Bedrock rerank, SigV4-signed (service "bedrock"), through one of two APIs (option `api`):
+"""AWS Bedrock rerank, SigV4-signed (service "bedrock"), through one of two APIs (option `api`).
+
+Not a JSON spec (providers/jsonspec.py): its bodies are nested AWS shapes and every request is
+signed after it is built; its one hook is `rerank` (sign, then the shared send and `answer`).
 
 - "rerank" (default): bedrock-agent-runtime `POST /rerank` (queries, sources,
   rerankingConfiguration.modelArn, numberOfResults clamped to the documents; `relevanceScore`).
@@ -23,7 +26,7 @@ from urllib.parse import quote
 from botocore.credentials import Credentials
 
 from rerankd import errors
-from rerankd.config import ProviderConfig
+from rerankd.config import ProviderConfig, ProviderOptions
 from rerankd.domain import Truncation, Usage
 from rerankd.providers import aws_sigv4
 from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
@@ -35,25 +38,33 @@ _HOSTS = {"rerank": "bedrock-agent-runtime", "invoke": "bedrock-runtime"}
 _INVOKE_RESERVED = frozenset({"query", "documents", "top_n", "api_version"})
 
 
+class BedrockOptions(ProviderOptions):
+    api: str = "rerank"  # "rerank" (bedrock-agent-runtime) | "invoke" (bedrock-runtime InvokeModel)
+    region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION / the AWS config file
+    profile: str | None = None  # an AWS config profile
+    access_key_id: str | None = None  # with the provider's api_key as the secret key: a static pair
+
+
 class BedrockProvider(HttpProvider):
     """Rerank models on AWS Bedrock (amazon.rerank-v1:0, cohere.rerank-v3-5:0)."""
 
     kind = "bedrock"
+    Options = BedrockOptions
 
     def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
         super().__init__(name, config, http)
-        options = config.options
-        self.api = str(options.get("api") or "rerank")
+        options: BedrockOptions = config.options
+        self.api = options.api
         if self.api not in _HOSTS:
             raise errors.ProviderMisconfigured(
                 f"{name}: options.api must be 'rerank' or 'invoke'", provider=name
             )
-        profile = options.get("profile")
-        self.region = aws_sigv4.resolve_region(options.get("region"), profile, name)
+        profile = options.profile
+        self.region = aws_sigv4.resolve_region(options.region, profile, name)
         default = f"https://{_HOSTS[self.api]}.{self.region}.amazonaws.com"
         self.base_url = (config.base_url or default).rstrip("/")
-        key_id = options.get("access_key_id")
-        static = Credentials(str(key_id), self.api_key) if key_id else None
+        key_id = options.access_key_id
+        static = Credentials(key_id, self.api_key) if key_id else None
         self.credentials = aws_sigv4.AwsCredentials(name, profile=profile, static=static)
 
     def capabilities(self, model: str) -> Capabilities:
@@ -111,16 +122,7 @@ class BedrockProvider(HttpProvider):
         taken = {name.lower() for name in signed.headers}
         tracing = {name: value for name, value in call.headers.items() if name.lower() not in taken}
         outbound = dataclasses.replace(signed, headers={**tracing, **signed.headers})
-        reply = await self.http.send(self.name, outbound, call.timeout)
-        if not 200 <= reply.status < 300:
-            raise self.map_error(reply)
-        try:
-            return self.parse_response(call, reply)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise errors.BadResponse(
-                f"{self.name}: could not parse the provider's answer ({type(exc).__name__})",
-                provider=self.name,
-            ) from None
+        return self.answer(call, await self.http.send(self.name, outbound, call.timeout))
 
     def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
         score_key = "relevance_score" if self.api == "invoke" else "relevanceScore"
@@ -147,4 +149,4 @@ class BedrockProvider(HttpProvider):
         return text or reply.body[:300].decode(errors="replace")
 
     def _secrets(self) -> list[str]:
-        return [*super()._secrets(), str(self.config.options.get("access_key_id") or "")]
+        return [*super()._secrets(), self.options.access_key_id or ""]

@@ -1,9 +1,11 @@
-"""The one shared outbound HTTP path: an `httpx.AsyncClient` plus a base for HTTP providers.
+"""The one shared outbound HTTP path (`HttpClient`, over an httpx-seamed transport) plus a base for
+HTTP providers.
 
 An HTTP provider is three pure pieces: `build_request` (ProviderCall -> HttpRequest),
-`parse_response` (HTTP answer -> ProviderResult) and `error_message` (error body -> text). Transport
-failures and HTTP statuses become taxonomy errors here, in `map_http_status` and `HttpClient.send`,
-so every provider maps them the same way.
+`parse_response` (HTTP answer -> ProviderResult) and `error_message` (error body -> text); a JSON
+provider gets all three from a declarative spec (providers/jsonspec.py). Transport failures and
+HTTP statuses become taxonomy errors here, in `map_http_status` and `HttpClient.send`, so every
+provider maps them the same way.
 """
 
 from __future__ import annotations
@@ -12,23 +14,22 @@ import abc
 import json
 import math
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 from pydantic import SecretStr
 
 from rerankd import errors, tracing
 from rerankd.config import ProviderConfig
-from rerankd.providers.aiohttp_transport import AiohttpTransport, RawReply, Timeouts, error_class
+from rerankd.providers.aiohttp_transport import AiohttpTransport, Exchange, HttpxExchange, Timeouts
 from rerankd.providers.base import Provider, ProviderCall, ProviderResult
 
 _USER_AGENT = "rerankd/0.1"
-_MAX_URLS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +122,15 @@ def map_http_status(
 
 
 class HttpClient:
-    """The process-wide outbound client. One connection pool for every provider.
+    """The process-wide outbound client. One connection pool for every provider, one send path.
 
-    By default requests go to aiohttp's client (providers/aiohttp_transport.py), about 10x the
-    calls per second of httpx's own transport on one core, and straight to it: no httpx.Request or
-    Response is built on that route (about a tenth of a gateway call's CPU). No httpx.AsyncClient
-    sits in between either: rerankd uses nothing it adds (cookies, auth flows, redirects, hooks)
-    and it cost about 0.25 ms of CPU per call (bench/results/gateway.md). Any other
-    httpx.AsyncBaseTransport can be passed instead (httpx.AsyncHTTPTransport, MockTransport); it
-    gets httpx.Requests as usual.
+    Requests go to an Exchange (providers/aiohttp_transport.py): by default aiohttp's client,
+    straight, with no httpx.Request or Response built (about a tenth of a gateway call's CPU) and
+    no httpx.AsyncClient (cookies, auth flows, redirects, hooks rerankd never uses: about 0.25 ms
+    per call, bench/results/gateway.md). Any httpx transport can be passed instead
+    (httpx.MockTransport, httpx.AsyncHTTPTransport); it gets httpx.Requests through HttpxExchange.
+    Either way the answer is decoded here, once, and a transport failure (an httpx.TransportError
+    from either) becomes Unavailable or DeadlineExceeded here, once.
     """
 
     def __init__(
@@ -140,89 +141,40 @@ class HttpClient:
         connect_timeout_s: float = 5.0,
     ) -> None:
         # One pool for every provider; the aiohttp session is opened on first use, on the running loop.
-        self._transport = transport or AiohttpTransport(max_connections=512)
+        self._transport: Exchange = (
+            AiohttpTransport(max_connections=512) if transport is None else HttpxExchange(transport)
+        )
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._urls: dict[str, httpx.URL] = {}  # parsed once: providers call the same few URLs
-
-    def _url(self, text: str) -> httpx.URL:
-        url = self._urls.get(text)
-        if url is None:
-            if len(self._urls) >= _MAX_URLS:
-                self._urls.clear()
-            url = self._urls[text] = httpx.URL(text)
-        return url
 
     async def send(self, provider: str, request: HttpRequest, timeout: float | None) -> HttpReply:
         """Send `request`; transport failures become Unavailable, timeouts DeadlineExceeded."""
         limit = self.timeout_s if timeout is None else timeout
-        if tracing.recording():
-            return await self._send_traced(provider, request, limit)
-        if isinstance(self._transport, AiohttpTransport):
-            return await self._send_direct(self._transport, provider, request, limit)
-        return await self._send_httpx(provider, request, limit)
+        if tracing.recording():  # the HTTP client conventions on the request's span
+            with tracing.http_client_span(request.method, request.url):
+                reply = await self._exchange(provider, request, limit)
+                tracing.http_client_response(reply.status)
+            return reply
+        return await self._exchange(provider, request, limit)
 
-    async def _send_traced(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
-        """`send` with the HTTP client conventions on the request's span (tracing.http_client_span)."""
-        with tracing.http_client_span(request.method, request.url):
-            if isinstance(self._transport, AiohttpTransport):
-                reply = await self._send_direct(self._transport, provider, request, limit)
-            else:
-                reply = await self._send_httpx(provider, request, limit)
-            tracing.http_client_response(reply.status)
-        return reply
-
-    async def _send_httpx(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
-        """Through any other httpx transport (tests' MockTransport, httpx's own)."""
-        outgoing = httpx.Request(
-            request.method,
-            self._url(request.url),
-            headers={"user-agent": _USER_AGENT, **request.headers},
-            content=request.body,
-            extensions={
-                "timeout": {
-                    "connect": min(self.connect_timeout_s, limit),
-                    "read": limit,
-                    "write": limit,
-                    "pool": limit,
-                }
-            },
-        )
+    async def _exchange(self, provider: str, request: HttpRequest, limit: float) -> HttpReply:
+        """The one send path: the exchange, the failure mapped, the answer decoded."""
         started = time.perf_counter()
         try:
-            response = await self._transport.handle_async_request(outgoing)
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.TransportError as exc:
-            raise _transport_failure(provider, type(exc)) from None
-        return HttpReply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=body,
-            elapsed_s=time.perf_counter() - started,
-        )
-
-    async def _send_direct(
-        self, transport: AiohttpTransport, provider: str, request: HttpRequest, limit: float
-    ) -> HttpReply:
-        """The default route: straight to aiohttp, no httpx Request/Response (same behaviour)."""
-        started = time.perf_counter()
-        try:
-            raw = await transport.exchange(
+            raw = await self._transport.exchange(
                 request.method,
                 request.url,
                 {"user-agent": _USER_AGENT, **request.headers},
                 request.body,
                 Timeouts(limit, min(self.connect_timeout_s, limit), limit),
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_failure(provider, error_class(exc)) from None
+        except httpx.TransportError as exc:
+            raise _transport_failure(provider, type(exc)) from None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw.raw_headers}
         body = raw.body
-        if headers.get("content-encoding", "identity").strip().lower() != "identity":
-            body = _decoded(raw, provider)
+        encoding = headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
+            body = _decoded(provider, encoding, body)
         return HttpReply(raw.status, headers, body, time.perf_counter() - started)
 
     async def aclose(self) -> None:
@@ -238,22 +190,59 @@ def _transport_failure(provider: str, kind: type[httpx.TransportError]) -> error
     return errors.Unavailable(f"{provider}: connection failed ({kind.__name__})", provider=provider)
 
 
-def _decoded(raw: RawReply, provider: str) -> bytes:
-    """A content-encoded body decoded as httpx decodes it (gzip, deflate, br, zstd where installed)."""
+def _decoded(provider: str, encoding: str, body: bytes) -> bytes:
+    """`body` decoded per its Content-Encoding (gzip, deflate, br and zstd where installed, as httpx
+    decodes); a failure or an unknown coding is Unavailable (the provider answered garbage)."""
     try:
-        return httpx.Response(raw.status, headers=raw.raw_headers, content=raw.body).content
-    except httpx.DecodingError:
+        for coding in reversed([part.strip().lower() for part in encoding.split(",") if part.strip()]):
+            if coding == "identity":
+                continue
+            decoder = _DECODERS.get(coding)
+            if decoder is None:
+                raise ValueError(coding)
+            body = decoder(body)
+    except Exception:  # zlib.error, brotli.error, zstd errors, ValueError
         raise errors.Unavailable(f"{provider}: answer could not be decoded", provider=provider) from None
+    return body
+
+
+def _inflate(body: bytes) -> bytes:
+    """ "deflate" as servers send it: zlib-wrapped, or (wrongly, but commonly) raw."""
+    try:
+        return zlib.decompress(body)
+    except zlib.error:
+        return zlib.decompress(body, -zlib.MAX_WBITS)
+
+
+_DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
+    "x-gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
+    "deflate": _inflate,
+}
+try:
+    import brotli  # type: ignore[import-not-found,unused-ignore]
+
+    _DECODERS["br"] = brotli.decompress
+except ImportError:  # pragma: no cover - optional, as for httpx
+    pass
+try:
+    import zstandard  # type: ignore[import-not-found,unused-ignore]
+
+    _DECODERS["zstd"] = lambda body: zstandard.ZstdDecompressor().decompressobj().decompress(body)
+except ImportError:  # pragma: no cover - optional, as for httpx
+    pass
 
 
 class HttpProvider(Provider):
-    """Base of every HTTP provider: subclasses supply the three pure pieces."""
+    """Base of every HTTP provider: subclasses supply the three pure pieces (jsonspec.JsonProvider
+    supplies them from a declarative spec)."""
 
     default_base_url: str = ""
 
     def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
-        super().__init__(name)
+        super().__init__(name, timeout_s=config.timeout_s, forward_metadata=config.forward_metadata)
         self.config = config
+        self.options = config.options  # the kind's Options model (config.ProviderConfig typed it)
         self.http = http
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self._api_key: SecretStr | None = config.resolve_api_key()
@@ -306,8 +295,10 @@ class HttpProvider(Provider):
         return [self._api_key.get_secret_value()] if self._api_key is not None else []
 
     async def rerank(self, call: ProviderCall) -> ProviderResult:
-        request = self.build_request(call)
-        reply = await self.http.send(self.name, request, call.timeout)
+        return self.answer(call, await self.http.send(self.name, self.build_request(call), call.timeout))
+
+    def answer(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
+        """`reply` parsed when 2xx, else the mapped error; what fails to parse is BadResponse."""
         if not 200 <= reply.status < 300:
             raise self.map_error(reply)
         try:

@@ -1,4 +1,4 @@
-"""Pure helpers shared by the JSON rerank adapters (Cohere, Azure, Voyage, Jina): mapping both ways."""
+"""Pure helpers shared by the JSON rerank adapters (jsonspec.JsonProvider and its hooks), both ways."""
 
 from __future__ import annotations
 
@@ -53,14 +53,16 @@ def with_parameters(
     return {**body, **parameters}
 
 
-def scores(provider: str, items: Any, count: int, score_key: str = "relevance_score") -> list[Scored]:
-    """[{index, <score_key>}, ...] as Scored, in the provider's order; anything odd is Internal."""
+def scores(
+    provider: str, items: Any, count: int, score_key: str = "relevance_score", index_key: str = "index"
+) -> list[Scored]:
+    """[{<index_key>, <score_key>}, ...] as Scored, in the provider's order; anything odd is BadResponse."""
     if not isinstance(items, list):
         raise errors.BadResponse(f"{provider}: answer has no result list", provider=provider)
     # What JSON parsers give for a well-formed answer, checked a column at a time (about a third of
     # the per-item loop's cost); anything else takes the careful path, which names the fault.
     try:
-        indices = [item["index"] for item in items]
+        indices = [item[index_key] for item in items]
         values = [item[score_key] for item in items]
         well_formed = (
             {type(index) for index in indices} <= _INT
@@ -72,20 +74,22 @@ def scores(provider: str, items: Any, count: int, score_key: str = "relevance_sc
     except (TypeError, KeyError, IndexError, OverflowError):
         well_formed = False
     if not well_formed:
-        return _scores_checked(provider, items, count, score_key)
+        return _scores_checked(provider, items, count, score_key, index_key)
     return [Scored(index, float(value)) for index, value in zip(indices, values, strict=True)]
 
 
-def _scores_checked(provider: str, items: list[Any], count: int, score_key: str) -> list[Scored]:
-    """`scores`, one item at a time: the first malformed item raises Internal."""
+def _scores_checked(
+    provider: str, items: list[Any], count: int, score_key: str, index_key: str = "index"
+) -> list[Scored]:
+    """`scores`, one item at a time: the first malformed item raises BadResponse."""
     pairs: list[tuple[int, float]] = []
     for item in items:
-        index = item.get("index") if isinstance(item, dict) else None
+        index = item.get(index_key) if isinstance(item, dict) else None
         score = item.get(score_key) if isinstance(item, dict) else None
         try:
             if not (isinstance(index, int) and _is_number(index) and _is_number(score)):
                 raise OverflowError
-            pairs.append((index, float(score)))
+            pairs.append((index, float(score)))  # type: ignore[arg-type]  # _is_number checked it
         except OverflowError:  # not a number, or one past float's range
             raise errors.BadResponse(
                 f"{provider}: answer has a malformed result", provider=provider
@@ -97,7 +101,7 @@ def _scores_checked(provider: str, items: list[Any], count: int, score_key: str)
 
 
 def json_object(provider: str, body: Any) -> dict[str, Any]:
-    """`body` if the provider answered a JSON object; Internal (a provider bug) otherwise."""
+    """`body` if the provider answered a JSON object; BadResponse (a provider bug) otherwise."""
     if not isinstance(body, dict):
         raise errors.BadResponse(f"{provider}: answer is not a JSON object", provider=provider)
     return body

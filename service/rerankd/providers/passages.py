@@ -114,7 +114,7 @@ class PassageProvider(Provider):
     """A hosted provider that scores long documents as passages when asked (see module)."""
 
     def __init__(self, inner: Provider, passages: Passages | None, counter: Counter | None = None) -> None:
-        super().__init__(inner.name)
+        super().__init__(inner.name, timeout_s=inner.timeout_s, forward_metadata=inner.forward_metadata)
         self.inner = inner
         self.passages = passages
         self._counter = counter

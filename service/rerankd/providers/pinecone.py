@@ -1,28 +1,24 @@
 """Pinecone Inference rerank: `POST {base_url}/rerank` with an `Api-Key` and a dated API version.
 
 Documents go as objects: a plain document becomes {"id", "text"}, a document with fields keeps
-them (so `rank_fields` is native here). We never ask Pinecone to echo documents: the service
-fills them in itself. Unified truncation becomes `parameters.truncate` (END | NONE) unless the
-caller's `parameters` already name it; `max_tokens_per_doc` has no Pinecone field and is refused.
-Options: `api_version` (the `X-Pinecone-Api-Version` header, default "2025-10").
+them (so `rank_fields` is native here: the `body` hook). We never ask Pinecone to echo documents:
+the service fills them in itself. Unified truncation becomes `parameters.truncate` (END | NONE)
+unless the caller's `parameters` already name it; `max_tokens_per_doc` has no Pinecone field and
+is refused. Usage is `usage.rerank_units`. Errors: {"error": {"code": "INVALID_ARGUMENT", "message":
+...}, "status": 400}. Keys look like `pcsk_...`. Options: `api_version` (the
+`X-Pinecone-Api-Version` header, default "2025-10").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from rerankd.domain import Document, Usage
-from rerankd.providers.base import Capabilities, ProviderCall, ProviderResult
-from rerankd.providers.http import HttpProvider, HttpReply, HttpRequest, encode_json
-from rerankd.providers.jsonwire import (
-    answered_model,
-    count_at,
-    error_text,
-    json_object,
-    scores,
-    top_n,
-    unsupported,
-)
+from rerankd.config import ProviderOptions
+from rerankd.domain import Document
+from rerankd.providers.base import Capabilities, ProviderCall
+from rerankd.providers.jsonspec import JsonProvider, JsonSpec
+from rerankd.providers.jsonwire import top_n, unsupported
 
 DEFAULT_API_VERSION = "2025-10"
 
@@ -34,15 +30,31 @@ _DEFAULT_MAX_DOCUMENTS = 100
 _MAX_TOKENS = {"cohere-rerank-3.5": 40_000, "bge-reranker-v2-m3": 1024, "pinecone-rerank-v0": 512}
 
 
-class PineconeProvider(HttpProvider):
+class PineconeOptions(ProviderOptions):
+    api_version: str = DEFAULT_API_VERSION  # the X-Pinecone-Api-Version header
+
+
+class PineconeProvider(JsonProvider):
     """Pinecone's hosted rerank models (bge-reranker-v2-m3, pinecone-rerank-v0, cohere-rerank-3.5)."""
 
     kind = "pinecone"
-    default_base_url = "https://api.pinecone.io"
+    Options = PineconeOptions
+    spec = JsonSpec(
+        path="/rerank",
+        default_base_url="https://api.pinecone.io",
+        results="data",
+        score="score",
+        usage=("usage", "rerank_units"),
+        usage_unit="rerank_units",
+        error_keys=("error", "message"),
+        error_kind=("error", "code"),
+        key_prefixes=("pcsk",),
+        object_documents=True,
+    )
 
     @property
     def api_version(self) -> str:
-        return str(self.config.options.get("api_version") or DEFAULT_API_VERSION)
+        return str(self.options.api_version)
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
@@ -52,7 +64,10 @@ class PineconeProvider(HttpProvider):
             native_rank_fields=True,
         )
 
-    def build_request(self, call: ProviderCall) -> HttpRequest:
+    def auth_headers(self) -> Mapping[str, str]:
+        return {"api-key": self.api_key, "x-pinecone-api-version": self.api_version}
+
+    def body(self, call: ProviderCall) -> dict[str, Any]:
         if call.max_tokens_per_doc is not None:
             raise unsupported(self.name, "max_tokens_per_doc", "Pinecone has no such field (use truncation)")
         parameters: dict[str, Any] = dict(call.parameters)
@@ -70,27 +85,7 @@ class PineconeProvider(HttpProvider):
             body["top_n"] = n
         if call.rank_fields:
             body["rank_fields"] = list(call.rank_fields)
-        auth = {"api-key": self.api_key, "x-pinecone-api-version": self.api_version}
-        return HttpRequest(
-            "POST", f"{self.base_url}/rerank", self.json_headers(call, auth), encode_json(body)
-        )
-
-    def parse_response(self, call: ProviderCall, reply: HttpReply) -> ProviderResult:
-        body = json_object(self.name, reply.json())
-        usage = Usage(rerank_units=count_at(body, "usage", "rerank_units"), documents=len(call.documents))
-        ranked = scores(self.name, body.get("data"), len(call.documents), score_key="score")
-        return ProviderResult(ranked, usage, answered_model(body, call))
-
-    def error_message(self, reply: HttpReply) -> str:
-        """Pinecone errors: {"error": {"code": "INVALID_ARGUMENT", "message": ...}, "status": 400}."""
-        try:
-            body = reply.json()
-        except ValueError:
-            body = None
-        error = body.get("error") if isinstance(body, dict) else None
-        code = error.get("code") if isinstance(error, dict) else None
-        message = error_text(reply, ("error", "message")) or super().error_message(reply)
-        return f"{code}: {message}" if isinstance(code, str) and code else message
+        return body
 
 
 def _document(doc: Document, position: int) -> dict[str, str]:

@@ -1,17 +1,19 @@
 """Provider kinds by name: the one line to add when a provider module is added.
 
 Values are "module:Class" strings so a kind's module (and its dependencies) is imported only when
-a configuration uses it.
+a configuration uses it. A kind's typed options are its class's `Options` model
+(config.ProviderConfig checks them through `options_model`).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from rerankd import errors
-from rerankd.config import ProviderConfig, Settings
-from rerankd.passages import PARAMETER, Passages
+from rerankd.config import ProviderConfig, ProviderOptions, Settings
+from rerankd.passages import Passages
 from rerankd.providers.base import Provider
 from rerankd.providers.http import HttpClient
 from rerankd.providers.passages import PassageProvider
@@ -25,6 +27,11 @@ REGISTRY: dict[str, str] = {
     "bedrock": "rerankd.providers.bedrock:BedrockProvider",
     "azure": "rerankd.providers.azure:AzureProvider",
     "tei": "rerankd.providers.tei:TeiProvider",
+    "vllm": "rerankd.providers.vllm:VllmProvider",
+    "infinity": "rerankd.providers.infinity:InfinityProvider",
+    "llamacpp": "rerankd.providers.llamacpp:LlamaCppProvider",
+    "mixedbread": "rerankd.providers.mixedbread:MixedbreadProvider",
+    "nim": "rerankd.providers.nim:NimProvider",
 }
 
 
@@ -36,20 +43,35 @@ class ProviderContext:
     http: HttpClient
 
 
-def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> Provider:
-    """Instantiate provider `name` of `config.kind`; unknown kinds fail at start-up. Hosted kinds
-    come wrapped in a PassageProvider (long documents as passages, rerankd.providers.passages)."""
-    target = REGISTRY.get(config.kind)
+def provider_class(kind: str) -> Any:
+    """The class of `kind` (its module imported now); InvalidArgument for an unknown kind."""
+    target = REGISTRY.get(kind)
     if target is None:
         known = ", ".join(sorted(REGISTRY))
-        raise errors.InvalidArgument(f"provider {name!r}: unknown kind {config.kind!r} (known: {known})")
+        raise errors.InvalidArgument(f"unknown kind {kind!r} (known: {known})")
     module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def options_model(kind: str) -> type[ProviderOptions]:
+    """The pydantic model `options` of `kind` must fit (an empty one when the kind has none)."""
+    model: type[ProviderOptions] = getattr(provider_class(kind), "Options", ProviderOptions)
+    return model
+
+
+def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> Provider:
+    """Instantiate provider `name` of `config.kind`, complete: nothing is set on it afterwards.
+    Hosted kinds come wrapped in a PassageProvider (long documents as passages,
+    rerankd.providers.passages)."""
+    try:
+        cls = provider_class(config.kind)
+    except errors.InvalidArgument as exc:
+        raise errors.InvalidArgument(f"provider {name!r}: {exc}") from None
     provider: Provider = cls.create(name, config, ctx)
     if config.kind == "local":  # the embedded model splits with its own tokenizer
         return provider
     try:
-        passages = Passages.parse(config.options.get(PARAMETER))
+        passages = Passages.parse(config.options.passages)
     except ValueError as exc:
         raise ValueError(f"provider {name!r}: options.passages {exc}") from None
     return PassageProvider(provider, passages)
