@@ -217,6 +217,9 @@ def _models(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:6], widths, strict=True)]
         print("  ".join([*cells, row[6]]).rstrip())
+    for model in reply.models:
+        if model.match:
+            print(f"{model.name} also answers: {', '.join(model.match)}")
     return 0
 
 

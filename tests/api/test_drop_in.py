@@ -11,6 +11,7 @@ from typing import Any
 import cohere
 import httpx
 import pytest
+import yaml
 from langchain_cohere import CohereRerank
 from langchain_core.documents import Document
 from pinecone import Pinecone
@@ -151,3 +152,12 @@ async def test_grpc_names_the_model_that_answered(drop_in_app: App) -> None:
         trailers = dict(await call.trailing_metadata())
     assert reply.model == LOCAL_MODEL and reply.provider == "local"
     assert reply.results[0].index == FRANCE_BEST and trailers["x-provider"] == "local"
+
+
+async def test_list_models_names_the_patterns_the_route_answers(drop_in_app: App) -> None:
+    async with stub_for(drop_in_app) as stub:
+        listed = await stub.ListModels(pb.ListModelsRequest(), timeout=30)
+    by_name = {model.name: model for model in listed.models}
+    shipped = yaml.safe_load(DROP_IN.read_text())["routes"]["default"]["match"]
+    assert list(by_name["default"].match) == shipped
+    assert not by_name[LOCAL_MODEL].match  # a provider model answers only its own name

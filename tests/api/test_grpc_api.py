@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -183,6 +185,37 @@ async def test_batch_answers_each_request_by_id(stub) -> None:
     assert answers["apple"].response.results[0].index == APPLE_BEST
     assert answers["bad"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert answers["bad"].error.fields == ["query"]
+
+
+async def test_batch_refuses_a_request_id_already_in_flight_on_the_stream(stub) -> None:
+    async def requests():
+        yield pb.RerankBatchRequest(request=request(FRANCE_QUERY, FRANCE_DOCS * 20, request_id="a"))
+        yield pb.RerankBatchRequest(request=request(APPLE_QUERY, APPLE_DOCS, request_id="a"))
+
+    answers = [a async for a in stub.RerankBatch(requests(), timeout=60)]
+    assert sorted(a.WhichOneof("outcome") for a in answers) == ["error", "response"]
+    (refused,) = [a for a in answers if a.HasField("error")]
+    (answered,) = [a for a in answers if a.HasField("response")]
+    assert refused.request_id == answered.request_id == "a"
+    assert refused.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert list(refused.error.fields) == ["request.request_id"] and "in flight" in refused.error.message
+    assert len(answered.response.results) == len(FRANCE_DOCS) * 20  # the first request's answer
+
+
+async def test_batch_reuses_a_request_id_once_its_answer_is_written(stub) -> None:
+    sent = asyncio.Event()
+
+    async def requests():
+        yield pb.RerankBatchRequest(request=request(FRANCE_QUERY, FRANCE_DOCS, request_id="b"))
+        await sent.wait()
+        yield pb.RerankBatchRequest(request=request(APPLE_QUERY, APPLE_DOCS, request_id="b"))
+
+    answers = []
+    async for answer in stub.RerankBatch(requests(), timeout=60):
+        answers.append(answer)
+        sent.set()
+    assert [a.WhichOneof("outcome") for a in answers] == ["response", "response"]
+    assert answers[1].response.results[0].index == APPLE_BEST
 
 
 async def test_list_models(stub) -> None:

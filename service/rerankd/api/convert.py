@@ -180,5 +180,5 @@ def model_messages(entries: Sequence[ModelEntry]) -> pb.ListModelsResponse:
                     source=described.source,
                 )
             )
-        models.append(pb.ModelInfo(name=entry.name, alias=entry.alias, targets=targets))
+        models.append(pb.ModelInfo(name=entry.name, alias=entry.alias, targets=targets, match=entry.match))
     return pb.ListModelsResponse(models=models)

@@ -167,10 +167,19 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
         out: asyncio.Queue[tuple[pb.RerankBatchResponse, Call, str] | None] = asyncio.Queue()
         gate = asyncio.Semaphore(_BATCH_PARALLELISM)
         unanswered = 0  # requests read whose answers are not written yet
+        pending: dict[str, Call] = {}  # a caller's request id -> its call, until its answer is written
 
         async def one(request: pb.RerankRequest) -> None:
             call = self._open(RERANK_BATCH, request, metadata)
             try:
+                if request.request_id in pending:  # its answer could not be told from the other's
+                    raise errors.invalid(
+                        "request.request_id",
+                        f"{request.request_id!r} is already in flight on this stream; answers are"
+                        " matched to requests by it: use one id per request",
+                    )
+                if request.request_id:
+                    pending[request.request_id] = call
                 elapsed = asyncio.get_running_loop().time() - started
                 left = None if remaining is None else max(remaining - elapsed, 0.0)
                 ranked = await self._serve(call, request, metadata, left)
@@ -229,6 +238,8 @@ class RerankServicer(pb_grpc.RerankServiceServicer):
                     call.finish(_gone_status(context))
                     raise
                 unanswered -= 1
+                if pending.get(message.request_id) is call:
+                    del pending[message.request_id]
                 call.finish(status)
             await reader
         except _Gone:

@@ -40,6 +40,7 @@ class ModelEntry:
     name: str
     alias: bool
     targets: Sequence[Target]
+    match: Sequence[str] = ()  # the name patterns the alias also answers (a route's `match`)
 
 
 class ModelNames:
@@ -69,7 +70,12 @@ class ModelNames:
     def entries(self) -> list[ModelEntry]:
         """Names for ListModels; each alias's targets in fallback (priority) order."""
         listed = [
-            ModelEntry(name, True, sorted(targets, key=lambda t: t.priority))
+            ModelEntry(
+                name,
+                True,
+                sorted(targets, key=lambda t: t.priority),
+                [pattern for pattern, alias in self.patterns if alias == name],
+            )
             for name, targets in sorted(self.routes.items())
         ]
         listed += [

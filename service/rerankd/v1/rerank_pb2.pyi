@@ -248,14 +248,16 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "alias", "targets")
+    __slots__ = ("name", "alias", "targets", "match")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     alias: bool
     targets: _containers.RepeatedCompositeFieldContainer[ModelTarget]
-    def __init__(self, name: _Optional[str] = ..., alias: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ...) -> None: ...
+    match: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[ModelTarget, _Mapping]]] = ..., match: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelTarget(_message.Message):
     __slots__ = ("provider", "kind", "model", "weight", "max_documents", "priority", "family", "max_length", "source")
