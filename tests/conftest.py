@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 import pytest
+from rerankd import tracing
 from rerankd.config import Settings
 from rerankd.server import App, build
 from rerankd.v1 import rerank_pb2_grpc as pb_grpc
@@ -54,3 +55,27 @@ async def local_app() -> AsyncIterator[App]:
 async def stub(local_app: App) -> AsyncIterator[pb_grpc.RerankServiceStub]:
     async with stub_for(local_app) as client:
         yield client
+
+
+# The standard OpenTelemetry variables rerankd reads (tracing.py); tests start without them.
+OTEL_VARIABLES = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture
+def otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No OTEL_* variable from the outside; rerankd's tracer reset to ids only afterwards."""
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    yield monkeypatch
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    tracing.setup()

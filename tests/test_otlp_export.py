@@ -37,16 +37,6 @@ from tests.support import server_process
 
 TRACE = "5bf92f3577b34da6a3ce929d0e0e4737"
 CALLER_SPAN = "00f067aa0ba902b7"
-OTEL_VARIABLES = (
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-)
 
 
 class Collector:
@@ -122,17 +112,6 @@ def grpc_collector() -> Iterator[Collector]:
         yield collector
     finally:
         server.stop(None)
-
-
-@pytest.fixture
-def otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No OTEL_* variable from the outside; rerankd's tracer reset to ids only afterwards."""
-    for name in OTEL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    yield monkeypatch
-    for name in OTEL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    tracing.setup()
 
 
 async def test_spans_are_exported_over_otlp_http(http_collector: Collector, otel_env, stub) -> None:

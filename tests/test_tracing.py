@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -132,27 +131,6 @@ def test_metadata_depth_is_counted_outside_strings_and_within_the_bound() -> Non
 
 
 # -- the standard OTEL_* variables and the semantic conventions (issue 22) -----------------------
-
-_OTEL = (
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-)
-
-
-@pytest.fixture
-def otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for name in _OTEL:
-        monkeypatch.delenv(name, raising=False)
-    yield monkeypatch
-    for name in _OTEL:
-        monkeypatch.delenv(name, raising=False)
-    tracing.setup()
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,15 @@ class Internal(RerankError):
     reason = "INTERNAL"
 
 
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside an exception group (a TaskGroup's failures), nested groups flattened,
+    in order: what concurrent calls (chunks, passages' batches) choose the one to report from."""
+    found: list[BaseException] = []
+    for item in group.exceptions:
+        found.extend(leaves(item) if isinstance(item, BaseExceptionGroup) else [item])
+    return found
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     """An INVALID_ARGUMENT about one request field; the message names the field."""
     return InvalidArgument(f"{field}: {description}", field_violations=[(field, description)])

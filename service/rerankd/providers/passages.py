@@ -229,14 +229,5 @@ def _check_every(provider: str, scores: Sequence[Scored], count: int) -> None:
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first error of the calls that failed (a taxonomy error before anything else)."""
-    leaves: list[BaseException] = []
-
-    def walk(item: BaseException) -> None:
-        if isinstance(item, BaseExceptionGroup):
-            for inner in item.exceptions:
-                walk(inner)
-        else:
-            leaves.append(item)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, errors.RerankError)), leaves[0])
+    failed = errors.leaves(group)
+    return next((e for e in failed if isinstance(e, errors.RerankError)), failed[0])

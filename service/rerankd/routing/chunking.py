@@ -84,17 +84,8 @@ def merge(parts: list[ProviderResult]) -> ProviderResult:
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error to report from a failed chunk group: a caller error first, else the first one."""
-    leaves: list[BaseException] = []
-
-    def walk(item: BaseException) -> None:
-        if isinstance(item, BaseExceptionGroup):
-            for inner in item.exceptions:
-                walk(inner)
-        else:
-            leaves.append(item)
-
-    walk(group)
-    for leaf in leaves:
+    failed = errors.leaves(group)
+    for leaf in failed:
         if isinstance(leaf, errors.RerankError) and classify(leaf) is Disposition.FATAL:
             return leaf
-    return leaves[0]
+    return failed[0]
