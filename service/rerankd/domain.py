@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rerankd import errors
+
 
 class Truncation(enum.Enum):
     """What to do with a query + document pair longer than the model accepts."""
@@ -138,3 +140,14 @@ def render_text(doc: Document, rank_fields: Sequence[str]) -> str | None:
     if len(rank_fields) == 1:
         return parts[0][1]
     return "\n".join(f"{name}: {value}" for name, value in parts)
+
+
+def rendered_texts(documents: Sequence[Document], rank_fields: Sequence[str]) -> list[str]:
+    """`render_text` of every document; one with nothing to score is INVALID_ARGUMENT naming it."""
+    texts = []
+    for index, doc in enumerate(documents):
+        text = render_text(doc, rank_fields)
+        if text is None:
+            raise errors.invalid(f"documents[{index}]", "has no text to rank")
+        texts.append(text)
+    return texts

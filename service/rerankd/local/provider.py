@@ -50,7 +50,7 @@ import onnxruntime as ort
 
 from rerankd import errors, metrics, tracing
 from rerankd.config import ProviderConfig, ProviderOptions
-from rerankd.domain import Scored, Usage, render_text
+from rerankd.domain import Scored, Usage, rendered_texts
 from rerankd.local import hub
 from rerankd.local.files import (
     BUNDLED_SOURCE,
@@ -292,12 +292,7 @@ class LocalProvider(Provider):
             raise errors.NotFound(
                 f"{self.name}: no model {call.model!r} (this provider serves {self.model_name!r})"
             )
-        texts = []
-        for index, doc in enumerate(call.documents):
-            text = render_text(doc, call.rank_fields)
-            if text is None:
-                raise errors.invalid(f"documents[{index}]", "has no text to rank")
-            texts.append(text)
+        texts = rendered_texts(call.documents, call.rank_fields)
         passages = requested(call.parameters, self.passages)
         encoder, scheduler = self.encoder, self.scheduler
         with scheduler.admit(len(texts)) as admission:

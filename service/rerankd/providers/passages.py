@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from rerankd import errors
-from rerankd.domain import Document, Scored, Usage, render_text
+from rerankd.domain import Document, Scored, Usage, rendered_texts
 from rerankd.errors import BadResponse
 from rerankd.passages import PARAMETER, Passages, pool, requested, spans
 from rerankd.providers.base import Capabilities, ModelDescription, Provider, ProviderCall, ProviderResult
@@ -150,12 +150,7 @@ class PassageProvider(Provider):
             call = replace(call, parameters=_without(call.parameters, PARAMETER))
         if passages is None:
             return await self._batched(call)
-        texts = []
-        for index, doc in enumerate(call.documents):
-            text = render_text(doc, call.rank_fields)
-            if text is None:
-                raise errors.invalid(f"documents[{index}]", "has no text to rank")
-            texts.append(text)
+        texts = rendered_texts(call.documents, call.rank_fields)
         loop = asyncio.get_running_loop()
         windows = await loop.run_in_executor(None, self.windows, texts, passages, call.max_tokens_per_doc)
         sent = replace(
