@@ -91,6 +91,9 @@ def fetch(
         return _cached(repo_id, revision, cache, f"HF_HUB_OFFLINE is set and {cache} has no verified copy")
     disable_progress_bars()
     api = HfApi(endpoint=endpoint())
+    http_errors = _http_errors()
+    unreachable: tuple[type[BaseException], ...] = (*http_errors, OSError, OfflineModeIsEnabled)
+    failed_download: tuple[type[BaseException], ...] = (*http_errors, OSError, EntryNotFoundError)
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=_METADATA_TIMEOUT_S)
     except (RepositoryNotFoundError, GatedRepoError) as exc:
@@ -99,7 +102,7 @@ def fetch(
         ) from exc
     except RevisionNotFoundError as exc:
         raise ModelFilesError(f"model {repo_id} has no revision {revision!r} on {endpoint()}") from exc
-    except (*_http_errors(), OSError, OfflineModeIsEnabled) as exc:
+    except unreachable as exc:
         if isinstance(exc, HfHubHTTPError) and not _unreachable(exc):
             raise ModelFilesError(f"model {where}: the hub at {endpoint()} answered {_short(exc)}") from exc
         reason = f"the hub at {endpoint()} is unreachable ({_short(exc)}) and {cache} has no verified copy"
@@ -115,7 +118,7 @@ def fetch(
     for name in dict.fromkeys(wanted):
         try:
             path = Path(hf_hub_download(repo_id, name, revision=commit, cache_dir=cache, endpoint=endpoint()))
-        except (*_http_errors(), OSError, EntryNotFoundError) as exc:
+        except failed_download as exc:
             raise ModelFilesError(f"model {where}: could not download {name}: {_short(exc)}") from exc
         records[name] = _check_against_hub(path, siblings[name], where)
     _write_record(cache, repo_id, revision, {"commit": commit, "onnx": onnx, "files": records})

@@ -355,7 +355,7 @@ class FairScheduler(Generic[T]):
             job.loop.call_soon_threadsafe(_settle, job)
 
 
-def _settle(job: _Job[object]) -> None:
+def _settle(job: _Job[Any]) -> None:
     if job.future.done():
         return
     if job.error is not None:

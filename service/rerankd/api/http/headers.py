@@ -118,14 +118,14 @@ class _LimitedH11Protocol(H11Protocol):
         theirs = head[found.start(1) : found.end(1)].decode("latin-1") if found else ""
         request_id = tracing.request_id("", {"x-request-id": theirs})
         body = json.dumps({"message": why}, separators=(",", ":")).encode()
-        head = (
+        reply = (
             "HTTP/1.1 431 Request Header Fields Too Large\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-request-id: {request_id}\r\n"
             "connection: close\r\n\r\n"
         )
-        self.transport.write(head.encode("latin-1") + body)
+        self.transport.write(reply.encode("latin-1") + body)
         if not self.transport.can_write_eof():  # TLS: no half-close, close at once
             self.transport.close()
             return

@@ -93,9 +93,9 @@ def _models(layout: Layout) -> list[type[BaseModel]]:
             for model in (each.body, each.answer, each.error_body):
                 found.setdefault(model.__name__, model)
         for lookup in dialect.lookups:
-            for model in (lookup.answer, lookup.error):
-                if model is not None:
-                    found.setdefault(model.__name__, model)
+            for shape in (lookup.answer, lookup.error):
+                if shape is not None:
+                    found.setdefault(shape.__name__, shape)
     return list(found.values())
 
 

@@ -79,7 +79,8 @@ class HttpServer:
             server_header=False,
             http=limited_protocol(self.header_limits),
             h11_max_incomplete_event_size=incomplete_head_limit(self.header_limits),
-            timeout_graceful_shutdown=max(grace, 0.1),
+            # typed int in uvicorn, used as asyncio.wait_for's timeout: fractions of a second work
+            timeout_graceful_shutdown=max(grace, 0.1),  # type: ignore[arg-type]
         )
         config.load()
         config.ssl = self.ssl_context  # uvicorn passes it to loop.create_server as it is
@@ -98,7 +99,7 @@ class HttpServer:
             if self._socket is not None:
                 self._socket.close()
             return
-        server.config.timeout_graceful_shutdown = max(grace, 0.1)
+        server.config.timeout_graceful_shutdown = max(grace, 0.1)  # type: ignore[assignment]  # as above
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), grace + 2.0)
