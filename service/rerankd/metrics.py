@@ -217,11 +217,11 @@ def know_targets(labels: Iterable[str]) -> None:
 
 
 def know_patterns(patterns: Iterable[tuple[str, str]]) -> None:
-    """Register the routes' `match` patterns ((glob, route name), in the order the router tries
-    them): a name one of them answers is counted under that route's name."""
-    for pair in patterns:
-        if pair not in _PATTERNS:
-            _PATTERNS.append(pair)
+    """Set the routes' `match` patterns ((glob, route name), in the order the router tries them):
+    a name one of them answers is counted under that route's name. The router being built gives
+    all of its patterns, replacing any earlier router's (names and targets only ever add labels,
+    but an earlier router's patterns would count this one's names under routes it does not have)."""
+    _PATTERNS[:] = dict.fromkeys(patterns)
 
 
 def model_label(name: str) -> str:
