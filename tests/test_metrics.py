@@ -17,7 +17,7 @@ from rerankd.v1 import rerank_pb2 as pb
 
 from tests.conftest import running_app, stub_for
 from tests.fakes.base import Status
-from tests.fakes.generic import KIND, PROVIDER_PATH, provider_config
+from tests.fakes.generic import KIND, PROVIDER_PATH, one_target_with_metrics, provider_config
 from tests.resilience.conftest import fakes, gateway, request
 
 _ATTEMPT = re.compile(
@@ -36,12 +36,7 @@ def _attempt_models(port: int) -> list[str]:
 
 async def test_invented_provider_model_names_add_no_metric_series() -> None:
     with fakes({}) as (fake,):
-        settings = {
-            "providers": {"labels": provider_config(fake)},
-            "routes": {"r": {"targets": [{"provider": "labels", "model": "m1"}]}},
-            "metrics_enabled": True,
-            "metrics_port": 0,
-        }
+        settings = one_target_with_metrics(fake)
         async with gateway(**settings) as (app, stub):
             await stub.Rerank(request("r", "q", ["a", "b"]), timeout=10)
             await stub.Rerank(request("labels/invented-0", "q", ["a", "b"]), timeout=10)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.deploy.deployfiles import DEPLOY
-from tests.fakes.generic import provider_config
+from tests.fakes.generic import one_target_with_metrics
 from tests.resilience.conftest import fakes, gateway, request
 
 RULES = DEPLOY / "prometheus" / "rerankd-rules.yml"
@@ -105,12 +105,7 @@ async def _query(http: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
 async def test_a_real_prometheus_scrapes_rerankd_and_promtool_accepts_the_metrics(tmp_path: Path) -> None:
     prometheus = _tool("prometheus")
     with fakes({}) as (fake,):
-        settings = {
-            "providers": {"labels": provider_config(fake)},
-            "routes": {"r": {"targets": [{"provider": "labels", "model": "m1"}]}},
-            "metrics_enabled": True,
-            "metrics_port": 0,
-        }
+        settings = one_target_with_metrics(fake)
         async with gateway(**settings) as (app, stub):
             for _ in range(3):
                 await stub.Rerank(request("r", "q", ["a", "b"]), timeout=10)

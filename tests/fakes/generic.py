@@ -127,6 +127,37 @@ def provider_config(fake: GenericFake, *, truncation_none: bool = False, **extra
     return config
 
 
+FAST_RETRY = {"max_attempts": 2, "initial_backoff_s": 0.01, "max_backoff_s": 0.02}
+
+
+def two_targets(first: GenericFake, second: GenericFake, **route: Any) -> dict[str, Any]:
+    """Settings: route "r" over `first` (model m1) then `second` (m2, priority 1), fast retries;
+    `route` adds to or overrides the route's keys (retry, strategy, ...)."""
+    return {
+        "providers": {"first": provider_config(first), "second": provider_config(second)},
+        "routes": {
+            "r": {
+                "targets": [
+                    {"provider": "first", "model": "m1"},
+                    {"provider": "second", "model": "m2", "priority": 1},
+                ],
+                "retry": FAST_RETRY,
+                **route,
+            }
+        },
+    }
+
+
+def one_target_with_metrics(fake: GenericFake) -> dict[str, Any]:
+    """Settings: route "r" over provider "labels" (model m1 of `fake`), /metrics on a free port."""
+    return {
+        "providers": {"labels": provider_config(fake)},
+        "routes": {"r": {"targets": [{"provider": "labels", "model": "m1"}]}},
+        "metrics_enabled": True,
+        "metrics_port": 0,
+    }
+
+
 def expected_ranking(query: str, texts: list[str], top_n: int | None = None) -> list[int]:
     """Indices of `texts` best first, as scoring them all at once with `fake_score` gives."""
     order = sorted(range(len(texts)), key=lambda i: (-fake_score(query, texts[i]), i))

@@ -11,7 +11,7 @@ from rerankd import metrics
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.base import Hang
-from tests.fakes.generic import GenericFake, expected_ranking, provider_config
+from tests.fakes.generic import GenericFake, expected_ranking, two_targets
 from tests.resilience.conftest import fakes, gateway, request
 
 QUERY = "capital city of france"
@@ -28,19 +28,7 @@ TEXTS = [
 
 
 def route(first: GenericFake, second: GenericFake, strategy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "providers": {"first": provider_config(first), "second": provider_config(second)},
-        "routes": {
-            "r": {
-                "targets": [
-                    {"provider": "first", "model": "m1"},
-                    {"provider": "second", "model": "m2", "priority": 1},
-                ],
-                "retry": {"max_attempts": 1},
-                "strategy": strategy,
-            }
-        },
-    }
+    return two_targets(first, second, retry={"max_attempts": 1}, strategy=strategy)
 
 
 async def closed(fake: GenericFake, count: int = 1) -> bool:

@@ -22,7 +22,7 @@ from rerankd.routing.ranking import rank as _rank
 from rerankd.v1 import rerank_pb2 as pb
 
 from tests.fakes.base import Delay, Hang, Malformed, Reset, Status
-from tests.fakes.generic import GenericFake, expected_ranking, provider_config
+from tests.fakes.generic import FAST_RETRY, expected_ranking, provider_config, two_targets
 from tests.resilience.conftest import fakes, gateway, reason_of, request
 
 QUERY = "capital city of france"
@@ -32,23 +32,6 @@ TEXTS = [
     "France grows wine.",
     "The city of Lyon is in France.",
 ]
-FAST_RETRY = {"max_attempts": 2, "initial_backoff_s": 0.01, "max_backoff_s": 0.02}
-
-
-def two_targets(first: GenericFake, second: GenericFake, **route: Any) -> dict[str, Any]:
-    return {
-        "providers": {"first": provider_config(first), "second": provider_config(second)},
-        "routes": {
-            "r": {
-                "targets": [
-                    {"provider": "first", "model": "m1"},
-                    {"provider": "second", "model": "m2", "priority": 1},
-                ],
-                "retry": FAST_RETRY,
-                **route,
-            }
-        },
-    }
 
 
 @pytest.mark.parametrize(
